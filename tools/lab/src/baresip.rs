@@ -1,0 +1,207 @@
+//! baresip (Debian `baresip-core`): a scriptable phone that plays a WAV as its microphone,
+//! records what it hears, and reports call events on its JSON control port.
+
+use crate::proc::{self, Supervised};
+use crate::{net, paths};
+use anyhow::{anyhow, bail, Context, Result};
+use serde_json::{json, Value};
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+pub struct Baresip {
+    pub user: String,
+    pub sip_port: u16,
+    pub ctrl_port: u16,
+    pub rec_dir: PathBuf,
+    proc: Supervised,
+    ctrl: TcpStream,
+    buf: Vec<u8>,
+    pub events: Vec<Value>,
+}
+
+/// Whether baresip answers incoming calls by itself.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Answer {
+    Auto,
+    Manual,
+}
+
+impl Baresip {
+    /// Starts baresip as `user` on a free port below 6553 (its RTP range is 10×port), playing
+    /// `mic_wav` (8 kHz mono 16-bit) and recording into `dir/<user>-rec`.
+    pub fn start(dir: &Path, user: &str, mic_wav: &Path, answer: Answer) -> Result<Self> {
+        let (sip_port, ctrl_port) = pick_ports()?;
+        let conf = dir.join(format!("{user}-baresip"));
+        let rec_dir = dir.join(format!("{user}-rec"));
+        proc::run(
+            Command::new(paths::lab_dir().join("baresip/mk-baresip.sh"))
+                .arg(&conf)
+                .arg(user)
+                .arg(sip_port.to_string())
+                .arg(ctrl_port.to_string())
+                .arg(mic_wav)
+                .arg(&rec_dir)
+                .arg(match answer {
+                    Answer::Auto => "auto",
+                    Answer::Manual => "manual",
+                }),
+        )?;
+        let mut cmd = Command::new("baresip");
+        cmd.arg("-f").arg(&conf);
+        let mut proc = Supervised::spawn(user, cmd, &dir.join(format!("{user}-baresip.log")))?;
+        net::wait_tcp(ctrl_port, Duration::from_secs(10), || proc.check_alive())?;
+        let ctrl = TcpStream::connect((net::LOOPBACK, ctrl_port))?;
+        ctrl.set_read_timeout(Some(Duration::from_millis(100)))?;
+        Ok(Self {
+            user: user.into(),
+            sip_port,
+            ctrl_port,
+            rec_dir,
+            proc,
+            ctrl,
+            buf: Vec::new(),
+            events: Vec::new(),
+        })
+    }
+
+    pub fn uri(&self) -> String {
+        format!("sip:{}@127.0.0.1:{}", self.user, self.sip_port)
+    }
+
+    /// Sends a control command (`dial <uri>`, `hangup`, …) and returns its response.
+    pub fn command(&mut self, line: &str) -> Result<Value> {
+        let (cmd, params) = line.split_once(' ').unwrap_or((line, ""));
+        let body = serde_json::to_vec(&json!({"command": cmd, "params": params, "token": "lab"}))?;
+        let mut frame = format!("{}:", body.len()).into_bytes();
+        frame.extend(body);
+        frame.push(b',');
+        self.ctrl.write_all(&frame)?;
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let msg = self.next_message(deadline)?;
+            if msg.get("response") == Some(&json!(true)) {
+                return Ok(msg);
+            }
+            self.events.push(msg);
+        }
+    }
+
+    /// Waits for a call event such as `CALL_ESTABLISHED` or `CALL_CLOSED`.
+    pub fn wait_event(&mut self, kind: &str, timeout: Duration) -> Result<Value> {
+        if let Some(pos) = self.events.iter().position(|e| e["type"] == json!(kind)) {
+            return Ok(self.events.remove(pos));
+        }
+        let deadline = Instant::now() + timeout;
+        loop {
+            let msg = self
+                .next_message(deadline)
+                .with_context(|| format!("waiting for {kind} from baresip {}", self.user))?;
+            if msg["type"] == json!(kind) {
+                return Ok(msg);
+            }
+            self.events.push(msg);
+        }
+    }
+
+    /// The recording of what baresip received in its last call (`*-dec.wav`), once finalised.
+    pub fn received_wav(&self) -> Result<PathBuf> {
+        recording(&self.rec_dir, "-dec.wav")
+    }
+
+    pub fn stop(&mut self) {
+        let _ = self.command("quit");
+        self.proc.stop();
+    }
+
+    fn next_message(&mut self, deadline: Instant) -> Result<Value> {
+        loop {
+            if let Some(msg) = take_netstring(&mut self.buf)? {
+                return Ok(msg);
+            }
+            if Instant::now() >= deadline {
+                bail!("timed out");
+            }
+            let mut chunk = [0u8; 4096];
+            match self.ctrl.read(&mut chunk) {
+                Ok(0) => bail!("baresip control connection closed"),
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+                Err(e)
+                    if e.kind() == std::io::ErrorKind::WouldBlock
+                        || e.kind() == std::io::ErrorKind::TimedOut =>
+                {
+                    self.proc.check_alive()?
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+}
+
+impl Drop for Baresip {
+    fn drop(&mut self) {
+        self.proc.stop();
+    }
+}
+
+fn pick_ports() -> Result<(u16, u16)> {
+    // baresip derives RTP ports as 10 × SIP port, so the SIP port must stay below 6553; it also
+    // binds SIP/TLS on port + 1. Start at a per-process offset so parallel tests spread out.
+    let free = |port: u32| {
+        let port = port as u16;
+        std::net::UdpSocket::bind((net::LOOPBACK, port)).is_ok()
+            && std::net::TcpListener::bind((net::LOOPBACK, port)).is_ok()
+    };
+    let offset = std::process::id() % 700;
+    for i in 0..700u32 {
+        let p = 5100 + ((offset + i) % 700) * 2;
+        if free(p) && free(p + 1) && (0..10).all(|k| free(p * 10 + k)) {
+            return Ok((p as u16, net::free_tcp_port()?));
+        }
+    }
+    Err(anyhow!("no free port range for baresip"))
+}
+
+/// Pops one `len:json,` netstring from the front of `buf`.
+fn take_netstring(buf: &mut Vec<u8>) -> Result<Option<Value>> {
+    let Some(colon) = buf.iter().position(|&b| b == b':') else {
+        return Ok(None);
+    };
+    let len: usize = std::str::from_utf8(&buf[..colon])?
+        .trim()
+        .parse()
+        .context("bad netstring length from baresip")?;
+    if buf.len() < colon + 1 + len + 1 {
+        return Ok(None);
+    }
+    let msg = serde_json::from_slice(&buf[colon + 1..colon + 1 + len])?;
+    buf.drain(..colon + 1 + len + 1);
+    Ok(Some(msg))
+}
+
+/// The newest file in `dir` ending with `suffix`, waiting until its WAV header is final
+/// (sndfile writes the length only when the call ends).
+fn recording(dir: &Path, suffix: &str) -> Result<PathBuf> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let newest = std::fs::read_dir(dir)?
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().ends_with(suffix))
+            .max_by_key(|e| e.metadata().and_then(|m| m.modified()).ok())
+            .map(|e| e.path());
+        if let Some(path) = newest {
+            if hound::WavReader::open(&path)
+                .map(|r| r.duration() > 0)
+                .unwrap_or(false)
+            {
+                return Ok(path);
+            }
+        }
+        if Instant::now() >= deadline {
+            bail!("no finished *{suffix} recording in {}", dir.display());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

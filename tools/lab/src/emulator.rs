@@ -1,0 +1,209 @@
+//! Drivers for the Python processes in `tools/emulator`: the conference emulator (Jicofo and
+//! videobridge stand-in) and the echo occupant (a minimal scripted gateway stand-in).
+
+use crate::control::ControlClient;
+use crate::proc::Supervised;
+use crate::prosody::Prosody;
+use crate::{net, paths};
+use anyhow::{Context, Result};
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+const READY_TIMEOUT: Duration = Duration::from_secs(20);
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// One emulated participant: what it says in the room.
+#[derive(Clone, Debug)]
+pub struct Participant {
+    pub name: String,
+    pub sound: Sound,
+    /// Peak level of a tone, dBFS.
+    pub level_dbfs: Option<f64>,
+}
+
+#[derive(Clone, Debug)]
+pub enum Sound {
+    Tone(f64),
+    Wav(PathBuf),
+}
+
+impl Participant {
+    pub fn tone(name: &str, hz: f64) -> Self {
+        Self {
+            name: name.into(),
+            sound: Sound::Tone(hz),
+            level_dbfs: None,
+        }
+    }
+
+    fn spec(&self) -> String {
+        let mut s = format!("name={}", self.name);
+        match &self.sound {
+            Sound::Tone(hz) => s += &format!(",tone={hz}"),
+            Sound::Wav(p) => s += &format!(",wav={}", p.display()),
+        }
+        if let Some(l) = self.level_dbfs {
+            s += &format!(",level={l}");
+        }
+        s
+    }
+
+    /// Arguments of the `add-participant` control command.
+    pub fn command_args(&self, room: &str) -> Value {
+        let mut v = json!({ "room": room, "name": self.name });
+        match &self.sound {
+            Sound::Tone(hz) => v["tone"] = json!(hz),
+            Sound::Wav(p) => v["wav"] = json!(p),
+        }
+        if let Some(l) = self.level_dbfs {
+            v["level"] = json!(l);
+        }
+        v
+    }
+}
+
+/// A Python service of `tools/emulator` with a ready file and a control port.
+pub struct PyService {
+    pub proc: Supervised,
+    pub control: ControlClient,
+    pub out_dir: PathBuf,
+}
+
+impl PyService {
+    fn start(name: &str, script: &str, args: Vec<String>, dir: &Path) -> Result<Self> {
+        let out_dir = dir.join(name);
+        std::fs::create_dir_all(&out_dir)?;
+        let ready = out_dir.join("ready.json");
+        let mut cmd = Command::new(paths::python());
+        cmd.arg(paths::emulator_dir().join(script))
+            .args(&args)
+            .arg("--control-port")
+            .arg("0")
+            .arg("--ready-file")
+            .arg(&ready)
+            .arg("--out-dir")
+            .arg(&out_dir)
+            .env("PYTHONUNBUFFERED", "1");
+        let mut proc = Supervised::spawn(name, cmd, &dir.join(format!("{name}.log")))?;
+        net::wait_file(&ready, READY_TIMEOUT, || proc.check_alive())
+            .with_context(|| format!("{name} never became ready; log:\n{}", proc.log_tail(30)))?;
+        let info: Value = serde_json::from_str(&std::fs::read_to_string(&ready)?)
+            .with_context(|| format!("parsing {}", ready.display()))?;
+        let port = info["control_port"]
+            .as_u64()
+            .with_context(|| format!("no control_port in {info}"))? as u16;
+        let control = ControlClient::connect(name, port)?;
+        Ok(Self {
+            proc,
+            control,
+            out_dir,
+        })
+    }
+
+    pub fn request(&mut self, cmd: &str, args: Value) -> Result<Value> {
+        self.control.request(cmd, args, COMMAND_TIMEOUT)
+    }
+
+    /// Asks the service to finish (recordings finalised, report written), waits for it to exit
+    /// and returns its report.
+    pub fn quit(&mut self) -> Result<Value> {
+        self.request("quit", Value::Null)?;
+        let status = self.proc.wait_exit(Duration::from_secs(15))?;
+        anyhow::ensure!(
+            status.success(),
+            "{} exited with {}; log:\n{}",
+            self.proc.name(),
+            crate::proc::describe(status),
+            self.proc.log_tail(30)
+        );
+        let path = self.out_dir.join("report.json");
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading {}", path.display()))?;
+        Ok(serde_json::from_str(&text)?)
+    }
+}
+
+/// Options of the conference emulator.
+#[derive(Clone, Debug)]
+pub struct EmulatorOptions {
+    pub rooms: Vec<String>,
+    pub participants: Vec<Participant>,
+    pub min_participants: u32,
+    /// Answer `<conference/>` requests to `focus.<domain>` as Jicofo does.
+    pub focus_component: bool,
+}
+
+impl EmulatorOptions {
+    pub fn room_with(room: &str, participants: Vec<Participant>) -> Self {
+        Self {
+            rooms: vec![room.into()],
+            participants,
+            min_participants: 2,
+            focus_component: true,
+        }
+    }
+}
+
+pub fn start_emulator(prosody: &Prosody, dir: &Path, opts: &EmulatorOptions) -> Result<PyService> {
+    let mut args = vec![
+        "--xmpp-host".into(),
+        net::LOOPBACK.to_string(),
+        "--xmpp-port".into(),
+        prosody.c2s_port.to_string(),
+        "--domain".into(),
+        prosody.domain.clone(),
+        "--focus-user".into(),
+        "focus".into(),
+        "--focus-password".into(),
+        prosody.focus_password.clone(),
+        "--min-participants".into(),
+        opts.min_participants.to_string(),
+    ];
+    if opts.focus_component {
+        args.extend([
+            "--component-port".into(),
+            prosody.component_port.to_string(),
+            "--component-secret".into(),
+            prosody.component_secret.clone(),
+        ]);
+    }
+    for room in &opts.rooms {
+        args.extend(["--room".into(), room.clone()]);
+    }
+    for p in &opts.participants {
+        args.extend(["--participant".into(), p.spec()]);
+    }
+    PyService::start("emulator", "conference_emulator.py", args, dir)
+}
+
+/// Options of the echo occupant, the scripted stand-in for a gateway.
+#[derive(Clone, Debug, Default)]
+pub struct EchoOptions {
+    pub room: String,
+    /// Send silence instead of the echo.
+    pub silent: bool,
+    /// Leave disco#info unanswered, so the focus offers its default audio+video+data.
+    pub no_disco: bool,
+}
+
+pub fn start_echo_occupant(prosody: &Prosody, dir: &Path, opts: &EchoOptions) -> Result<PyService> {
+    let mut args = vec![
+        "--xmpp-host".into(),
+        net::LOOPBACK.to_string(),
+        "--xmpp-port".into(),
+        prosody.c2s_port.to_string(),
+        "--domain".into(),
+        prosody.domain.clone(),
+        "--room".into(),
+        opts.room.clone(),
+    ];
+    if opts.silent {
+        args.push("--silent".into());
+    }
+    if opts.no_disco {
+        args.push("--no-disco".into());
+    }
+    PyService::start("echo", "echo_occupant.py", args, dir)
+}

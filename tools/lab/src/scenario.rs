@@ -1,0 +1,120 @@
+//! Ready-made lab scenarios shared by the demo and the tests.
+
+use crate::audio::{Recording, ToneReport};
+use crate::emulator::{self, EchoOptions, EmulatorOptions, Participant, PyService};
+use crate::prosody::Prosody;
+use anyhow::{anyhow, Context, Result};
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// A room with emulated participants and the echo occupant standing in for a gateway.
+pub struct EchoRoom {
+    pub room: String,
+    pub prosody: Prosody,
+    pub emulator: PyService,
+    pub echo: PyService,
+    /// The occupant nick of the echo occupant, as the emulator saw it join.
+    pub echo_nick: String,
+    /// The Jingle session id of the emulator's session with the echo occupant.
+    pub sid: String,
+}
+
+impl EchoRoom {
+    /// Starts Prosody, the emulator with `participants` in `room`, and the echo occupant; returns
+    /// once the emulator's bridge has a DTLS connection with the echo occupant.
+    pub fn start(
+        dir: &Path,
+        room: &str,
+        participants: Vec<Participant>,
+        echo: EchoOptions,
+    ) -> Result<Self> {
+        let prosody = Prosody::start(dir)?;
+        let mut emulator = emulator::start_emulator(
+            &prosody,
+            dir,
+            &EmulatorOptions::room_with(room, participants),
+        )?;
+        let echo = emulator::start_echo_occupant(
+            &prosody,
+            dir,
+            &EchoOptions {
+                room: room.into(),
+                ..echo
+            },
+        )?;
+        let t = Duration::from_secs(15);
+        let joined = emulator
+            .control
+            .wait_event("the echo occupant joining", t, |e| {
+                e["event"] == json!("occupant-joined") && e["is_gateway"] == json!(true)
+            })?;
+        let echo_nick = joined["nick"]
+            .as_str()
+            .ok_or_else(|| anyhow!("occupant-joined without nick: {joined}"))?
+            .to_string();
+        let sent = emulator.control.wait_for(
+            "session-initiate-sent",
+            json!({"occupant": echo_nick}),
+            t,
+        )?;
+        let sid = sent["session"]
+            .as_str()
+            .ok_or_else(|| anyhow!("session-initiate-sent without session: {sent}"))?
+            .to_string();
+        emulator
+            .control
+            .wait_for("dtls-connected", json!({"session": sid}), t)?;
+        Ok(Self {
+            room: room.into(),
+            prosody,
+            emulator,
+            echo,
+            echo_nick,
+            sid,
+        })
+    }
+
+    /// Waits until the emulator has recorded `seconds` of audio from the echo occupant.
+    pub fn wait_recorded(&mut self, seconds: u64) -> Result<Value> {
+        let sid = self.sid.clone();
+        self.emulator.control.wait_event(
+            &format!("{seconds} s of audio from the echo occupant"),
+            Duration::from_secs(seconds * 3 + 10),
+            |e| {
+                e["event"] == json!("rx-audio")
+                    && e["session"] == json!(sid)
+                    && e["seconds"].as_u64().is_some_and(|s| s >= seconds)
+            },
+        )
+    }
+
+    /// Ends the emulator and the echo occupant; returns their reports.
+    pub fn finish(&mut self) -> Result<(Value, Value)> {
+        let emulator = self.emulator.quit().context("stopping the emulator")?;
+        let echo = self.echo.quit().context("stopping the echo occupant")?;
+        Ok((emulator, echo))
+    }
+}
+
+/// The recording the emulator made of what a session's peer sent, from its report.
+pub fn session_recording(report: &Value, sid: &str) -> Result<PathBuf> {
+    let session = session(report, sid)?;
+    session["recording"]
+        .as_str()
+        .map(PathBuf::from)
+        .ok_or_else(|| anyhow!("session {sid} has no recording in the report"))
+}
+
+pub fn session<'a>(report: &'a Value, sid: &str) -> Result<&'a Value> {
+    report["sessions"]
+        .as_array()
+        .and_then(|all| all.iter().find(|s| s["sid"] == json!(sid)))
+        .ok_or_else(|| anyhow!("no session {sid} in the report: {report}"))
+}
+
+/// Tone analysis of a recording, skipping its first `skip` seconds (start-up transients).
+pub fn analyse(path: &Path, skip: f64, freqs: &[f64]) -> Result<ToneReport> {
+    let rec = Recording::read(path)?;
+    Ok(rec.slice(skip, rec.seconds()).tones(freqs))
+}

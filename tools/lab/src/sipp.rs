@@ -1,0 +1,144 @@
+//! SIPp (Debian `sip-tester`) runs and the RTP pcaps it plays.
+
+use crate::proc::{self, Supervised};
+use crate::{net, paths};
+use anyhow::{ensure, Context, Result};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// Encodes an 8 kHz mono WAV as G.711 µ-law (with sox, independent of the gateway's codec) and
+/// writes it as a pcap of 20 ms RTP packets (PT 0) for SIPp's `play_pcap_audio`.
+pub fn write_pcmu_pcap(wav: &Path, out: &Path) -> Result<()> {
+    let raw = out.with_extension("ulaw");
+    proc::run(
+        Command::new("sox")
+            .arg(wav)
+            .args([
+                "-t", "raw", "-e", "mu-law", "-b", "8", "-r", "8000", "-c", "1",
+            ])
+            .arg(&raw),
+    )?;
+    let payload = std::fs::read(&raw)?;
+    std::fs::remove_file(&raw)?;
+    ensure!(
+        payload.len() >= 160,
+        "{} is shorter than one packet",
+        wav.display()
+    );
+    std::fs::write(out, rtp_pcap(&payload, 0, 160))
+        .with_context(|| format!("writing {}", out.display()))
+}
+
+/// A pcap (Ethernet link type) of RTP packets carrying `payload` in `per_packet`-byte chunks,
+/// one every 20 ms. SIPp rewrites addresses and ports when it plays it.
+pub fn rtp_pcap(payload: &[u8], pt: u8, per_packet: usize) -> Vec<u8> {
+    let mut f = Vec::new();
+    // Global header: magic, v2.4, tz 0, sigfigs 0, snaplen 65535, LINKTYPE_ETHERNET.
+    for v in [0xa1b2_c3d4u32] {
+        f.extend(v.to_le_bytes());
+    }
+    f.extend(2u16.to_le_bytes());
+    f.extend(4u16.to_le_bytes());
+    f.extend(0i32.to_le_bytes());
+    f.extend(0u32.to_le_bytes());
+    f.extend(65535u32.to_le_bytes());
+    f.extend(1u32.to_le_bytes());
+    let ssrc = 0x1234_5678u32;
+    for (i, chunk) in payload.chunks_exact(per_packet).enumerate() {
+        let mut rtp = vec![0x80, pt | if i == 0 { 0x80 } else { 0 }];
+        rtp.extend((1000u16.wrapping_add(i as u16)).to_be_bytes());
+        rtp.extend(((i * per_packet) as u32).to_be_bytes());
+        rtp.extend(ssrc.to_be_bytes());
+        rtp.extend(chunk);
+        let udp_len = 8 + rtp.len();
+        let mut udp = Vec::with_capacity(udp_len);
+        udp.extend(6000u16.to_be_bytes());
+        udp.extend(6000u16.to_be_bytes());
+        udp.extend((udp_len as u16).to_be_bytes());
+        udp.extend(0u16.to_be_bytes()); // no UDP checksum (allowed over IPv4)
+        udp.extend(&rtp);
+        let mut ip = vec![0x45, 0];
+        ip.extend(((20 + udp_len) as u16).to_be_bytes());
+        ip.extend([0, 0, 0, 0, 64, 17, 0, 0, 127, 0, 0, 1, 127, 0, 0, 1]);
+        let sum = ipv4_checksum(&ip);
+        ip[10..12].copy_from_slice(&sum.to_be_bytes());
+        let mut frame = vec![0u8; 12];
+        frame.extend([0x08, 0x00]);
+        frame.extend(&ip);
+        frame.extend(&udp);
+        let t_us = i as u64 * 20_000;
+        f.extend(((t_us / 1_000_000) as u32).to_le_bytes());
+        f.extend(((t_us % 1_000_000) as u32).to_le_bytes());
+        f.extend((frame.len() as u32).to_le_bytes());
+        f.extend((frame.len() as u32).to_le_bytes());
+        f.extend(frame);
+    }
+    f
+}
+
+fn ipv4_checksum(header: &[u8]) -> u16 {
+    let mut sum: u32 = header
+        .chunks(2)
+        .map(|w| u16::from_be_bytes([w[0], *w.get(1).unwrap_or(&0)]) as u32)
+        .sum();
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
+/// A SIPp user agent client call: one call of `scenario` (a file in `tests/lab/sipp`) to `target`.
+pub struct SippCall {
+    pub proc: Supervised,
+    pub dir: PathBuf,
+}
+
+impl SippCall {
+    /// Starts SIPp in `dir` (where the scenario's pcap, `caller.pcap`, must be), calling `user`
+    /// at `target` and holding the call for `hold_ms` after the 200 OK.
+    pub fn start(
+        dir: &Path,
+        scenario: &str,
+        user: &str,
+        target: &str,
+        hold_ms: u64,
+    ) -> Result<Self> {
+        let sip_port = net::free_udp_tcp_port()?;
+        let media_port = net::free_udp_tcp_port()?;
+        let mut cmd = Command::new("sipp");
+        cmd.current_dir(dir)
+            .arg(target)
+            .args(["-sf"])
+            .arg(paths::lab_dir().join("sipp").join(scenario))
+            .args(["-s", user, "-i", "127.0.0.1", "-mi", "127.0.0.1"])
+            .args(["-p", &sip_port.to_string(), "-mp", &media_port.to_string()])
+            .args(["-d", &hold_ms.to_string()])
+            .args(["-m", "1", "-nostdin", "-timeout", "60s", "-timeout_error"])
+            .args(["-trace_err", "-trace_msg"]);
+        let proc = Supervised::spawn("sipp", cmd, &dir.join("sipp.log"))?;
+        Ok(Self {
+            proc,
+            dir: dir.to_path_buf(),
+        })
+    }
+
+    /// Waits for the scenario to finish and fails (with SIPp's own error trace) unless the call
+    /// succeeded.
+    pub fn wait_success(&mut self, timeout: std::time::Duration) -> Result<()> {
+        let status = self.proc.wait_exit(timeout)?;
+        if !status.success() {
+            let errors: String = std::fs::read_dir(&self.dir)?
+                .filter_map(|e| e.ok())
+                .filter(|e| e.file_name().to_string_lossy().ends_with("_errors.log"))
+                .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+                .collect();
+            anyhow::bail!(
+                "SIPp call failed ({}):\n{}\n{}",
+                proc::describe(status),
+                self.proc.log_tail(20),
+                errors
+            );
+        }
+        Ok(())
+    }
+}
