@@ -1,0 +1,147 @@
+//! The typed settings: only validated values, grouped like the TOML tables.
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use super::values::{
+    DomainName, Host, HttpUrl, JidNode, KeepAliveMethod, LogFormat, LogLevel, PortRange, RoomName,
+    Secret, SipHeaderName, SipUri, Transport, XmppServer,
+};
+
+/// All settings. `Debug` masks secrets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    pub xmpp: XmppSettings,
+    pub sip: SipSettings,
+    pub media: MediaSettings,
+    pub call: CallSettings,
+    pub health: HealthSettings,
+    pub api: ApiSettings,
+    pub log: LogSettings,
+}
+
+/// Prosody: the brewery (control) connections and the per-call connections.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct XmppSettings {
+    pub domain: DomainName,
+    pub auth_domain: DomainName,
+    pub guest_domain: DomainName,
+    pub muc_domain: DomainName,
+    pub internal_muc_domain: DomainName,
+    /// At least one; ids are unique. One brewery connection per entry.
+    pub servers: Vec<XmppServer>,
+    pub port: u16,
+    pub user: JidNode,
+    pub password: Secret,
+    pub brewery_muc: JidNode,
+    pub enable_auth: bool,
+    pub enable_guests: bool,
+    pub enable_visitors: bool,
+    pub focus_resource: String,
+    pub muc_join_timeout: Duration,
+    pub region: Option<String>,
+    pub stats_id: Option<String>,
+    pub trusted_domains: Vec<DomainName>,
+    pub public_url: HttpUrl,
+}
+
+impl XmppSettings {
+    /// `user@auth_domain`: the brewery account.
+    pub fn login_jid(&self) -> String {
+        format!("{}@{}", self.user, self.auth_domain)
+    }
+
+    /// `brewery_muc@internal_muc_domain`: the brewery room.
+    pub fn brewery_room(&self) -> String {
+        format!("{}@{}", self.brewery_muc, self.internal_muc_domain)
+    }
+
+    /// A room's address: a bare name gets `@muc_domain`, a full address is kept.
+    pub fn room_jid(&self, room: &RoomName) -> String {
+        match &room.domain {
+            Some(domain) => format!("{}@{domain}", room.name),
+            None => format!("{}@{}", room.name, self.muc_domain),
+        }
+    }
+}
+
+/// The SIP side: listening, the optional registration account, and the INVITE headers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SipSettings {
+    pub listen: SocketAddr,
+    /// Non-empty, without duplicates.
+    pub transports: Vec<Transport>,
+    pub public_address: Option<IpAddr>,
+    /// The account to register; always has a user part.
+    pub uri: Option<SipUri>,
+    pub password: Option<Secret>,
+    pub auth_user: Option<String>,
+    /// Registrar / outbound proxy; `sip.uri`'s host when not set explicitly.
+    pub server: Option<Host>,
+    pub server_port: u16,
+    pub server_transport: Transport,
+    pub keep_alive_method: KeepAliveMethod,
+    pub keep_alive_interval: Duration,
+    pub default_room: Option<RoomName>,
+    pub outbound_prefix: String,
+    pub sdes_srtp: bool,
+    pub room_header: SipHeaderName,
+    pub room_password_header: SipHeaderName,
+    pub domain_base_header: SipHeaderName,
+    pub tenant_header: SipHeaderName,
+    pub auth_token_header: SipHeaderName,
+}
+
+impl SipSettings {
+    /// The digest user name: `auth_user`, else the URI's user.
+    pub fn digest_user(&self) -> Option<&str> {
+        self.auth_user
+            .as_deref()
+            .or_else(|| self.uri.as_ref().and_then(|u| u.user.as_deref()))
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MediaSettings {
+    pub ports: PortRange,
+    pub opus_complexity: u8,
+    pub opus_bitrate: u32,
+    pub opus_fec: bool,
+    pub opus_dtx: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallSettings {
+    /// How long to wait for the conference's offer after joining (and again when the conference
+    /// media ends while the phone stays); `None` (configured ≤ 0): do not wait, as jigasi.
+    pub invite_timeout: Option<Duration>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HealthSettings {
+    /// When set, this URI is called every `interval` as a health check.
+    pub sip_uri: Option<SipUri>,
+    pub interval: Duration,
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiSettings {
+    pub host: IpAddr,
+    /// 0 means any free port.
+    pub port: u16,
+    pub shutdown_enabled: bool,
+}
+
+impl ApiSettings {
+    pub fn bind_addr(&self) -> SocketAddr {
+        SocketAddr::new(self.host, self.port)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogSettings {
+    pub format: LogFormat,
+    /// Used when `RUST_LOG` is unset.
+    pub level: LogLevel,
+}

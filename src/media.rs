@@ -1,0 +1,8 @@
+//! Media: codecs, playout buffers, the mixer, DTMF, the phone's RTP leg and the conference's WebRTC
+//! leg (wrapping str0m and libopus).
+
+/// Installs str0m's process-wide DTLS crypto provider. Call once at start: without it every new
+/// WebRTC session falls back to resolving the provider itself.
+pub fn install_dtls_crypto() {
+    str0m::crypto::from_feature_flags().install_process_default();
+}

@@ -1,0 +1,231 @@
+//! The binary as an operator meets it: `check-config`, refusing bad settings, log formats,
+//! jigasi's start-script flags, and a clean stop on SIGTERM.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+const BIN: &str = env!("CARGO_BIN_EXE_jitsi-sip-gateway");
+
+/// The binary with an empty environment (tests must not depend on the developer's variables).
+fn gateway(env: &[(&str, &str)]) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.env_clear().current_dir(env!("CARGO_MANIFEST_DIR"));
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd
+}
+
+fn text(out: &Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// The line of `render` output for `key` in a table, e.g. `port_min = 30000   # environment …`.
+fn line<'a>(stdout: &'a str, key: &str) -> &'a str {
+    stdout
+        .lines()
+        .find(|l| l.split('=').next().is_some_and(|k| k.trim() == key))
+        .unwrap_or_else(|| panic!("no line for {key} in:\n{stdout}"))
+}
+
+#[test]
+fn check_config_prints_the_example_file_with_secrets_masked() {
+    let out = gateway(&[])
+        .args(["check-config", "--config", "config/gateway.example.toml"])
+        .output()
+        .unwrap();
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        line(&stdout, "domain").contains("\"meet.jitsi\""),
+        "{stdout}"
+    );
+    let password = line(&stdout, "password");
+    assert!(
+        password.contains("\"********\"") && password.contains("config/gateway.example.toml"),
+        "{password}"
+    );
+    assert!(
+        !stdout.contains("CHANGE-ME"),
+        "the placeholder secret leaked:\n{stdout}"
+    );
+}
+
+#[test]
+fn check_config_shows_docker_variables_and_where_each_value_came_from() {
+    let env = [
+        ("JIGASI_XMPP_PASSWORD", "very-secret"),
+        ("XMPP_DOMAIN", "example.com"),
+        ("XMPP_SERVER", "prosody-a:5223:a,prosody-b"),
+        ("JIGASI_PORT_MIN", "30000"),
+        ("JIGASI_PORT_MAX", "30100"),
+        ("JIGASI_SIP_URI", "gateway@sip.example.com"),
+        ("JIGASI_SIP_DEFAULT_ROOM", "lobby"),
+        ("JIGASI_ENABLE_REST", "true"),
+        ("JIGASI_LOG_FILE", "/var/log/jigasi.log"),
+        ("SENTRY_DSN", "0"),
+    ];
+    let out = gateway(&env).arg("check-config").output().unwrap();
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        line(&stdout, "domain").contains("\"example.com\"")
+            && line(&stdout, "domain").contains("XMPP_DOMAIN")
+    );
+    assert!(
+        line(&stdout, "servers").contains("\"prosody-a:5223:a\", \"prosody-b:5222:1\""),
+        "{stdout}"
+    );
+    assert!(
+        line(&stdout, "port_min").contains("30000")
+            && line(&stdout, "port_min").contains("JIGASI_PORT_MIN")
+    );
+    assert!(
+        line(&stdout, "default_room").contains("\"lobby\""),
+        "{stdout}"
+    );
+    assert!(
+        line(&stdout, "host").contains("0.0.0.0")
+            && line(&stdout, "host").contains("JIGASI_ENABLE_REST")
+    );
+    assert!(!stdout.contains("very-secret") && !stderr.contains("very-secret"));
+    // Set but meaningless here: said once, not silently dropped; compose's SENTRY_DSN=0 is quiet.
+    assert!(stderr.contains("JIGASI_LOG_FILE"), "{stderr}");
+    assert!(!stderr.contains("SENTRY_DSN"), "{stderr}");
+}
+
+#[test]
+fn a_missing_xmpp_password_is_named_and_fails() {
+    let out = gateway(&[("XMPP_DOMAIN", "example.com")])
+        .arg("check-config")
+        .output()
+        .unwrap();
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("xmpp.password") && stderr.contains("JIGASI_XMPP_PASSWORD"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn the_gateway_refuses_to_start_on_a_bad_value_and_says_which() {
+    let env = [
+        ("JIGASI_XMPP_PASSWORD", "x"),
+        ("JIGASI_SIP_TRANSPORT", "sctp"),
+    ];
+    let out = gateway(&env)
+        .args(["run", "--set", "media.opus_complexity=11"])
+        .output()
+        .unwrap();
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("refusing to start"), "{stderr}");
+    assert!(
+        stderr.contains("sip.server_transport") && stderr.contains("JIGASI_SIP_TRANSPORT"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("media.opus_complexity") && stderr.contains("--set"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn jigasis_start_script_flags_are_accepted_and_the_port_range_honoured() {
+    // What docker-jitsi-meet's jigasi service passes.
+    let out = gateway(&[("JIGASI_XMPP_PASSWORD", "x")])
+        .args([
+            "--nocomponent=true",
+            "--configdir=/run/jigasi",
+            "--configdirname=config",
+            "--min-port=40000",
+            "--max-port=40010",
+            "check-config",
+        ])
+        .output()
+        .unwrap();
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        line(&stdout, "port_min").contains("40000")
+            && line(&stdout, "port_min").contains("--min-port"),
+        "{stdout}"
+    );
+    assert!(line(&stdout, "port_max").contains("40010"), "{stdout}");
+}
+
+/// Starts `run`, returns the child and a channel of its stdout lines.
+fn start(args: &[&str]) -> (Child, mpsc::Receiver<String>) {
+    let mut child = gateway(&[("JIGASI_XMPP_PASSWORD", "x"), ("RUST_LOG", "info")])
+        .arg("run")
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for l in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(l).is_err() {
+                break;
+            }
+        }
+    });
+    (child, rx)
+}
+
+fn next_line(rx: &mpsc::Receiver<String>) -> String {
+    rx.recv_timeout(Duration::from_secs(10))
+        .expect("a log line within 10 s")
+}
+
+fn stop(mut child: Child) -> std::process::ExitStatus {
+    let pid = child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    child.wait().unwrap()
+}
+
+#[test]
+fn logs_are_human_by_default_and_sigterm_stops_cleanly() {
+    let (child, rx) = start(&[]);
+    let first = next_line(&rx);
+    assert!(
+        first.contains("INFO") && first.contains("started"),
+        "{first}"
+    );
+    assert!(
+        serde_json::from_str::<serde_json::Value>(&first).is_err(),
+        "expected a human line: {first}"
+    );
+    let status = stop(child);
+    assert!(status.success(), "{status}");
+    let last = next_line(&rx);
+    assert!(
+        last.contains("stopping") && last.contains("SIGTERM"),
+        "{last}"
+    );
+}
+
+#[test]
+fn logs_are_json_lines_with_the_flag() {
+    let (child, rx) = start(&["--log-format", "json"]);
+    let first: serde_json::Value = serde_json::from_str(&next_line(&rx)).expect("a JSON log line");
+    assert_eq!(first["level"], "INFO", "{first}");
+    assert!(
+        first["message"].as_str().unwrap_or("").contains("started"),
+        "{first}"
+    );
+    assert_eq!(first["xmpp_domain"], "meet.jitsi", "{first}");
+    assert!(stop(child).success());
+}
