@@ -69,10 +69,17 @@ pub struct PyService {
     pub proc: Supervised,
     pub control: ControlClient,
     pub out_dir: PathBuf,
+    report_name: &'static str,
 }
 
 impl PyService {
-    fn start(name: &str, script: &str, args: Vec<String>, dir: &Path) -> Result<Self> {
+    fn start(
+        name: &str,
+        script: &str,
+        report_name: &'static str,
+        args: Vec<String>,
+        dir: &Path,
+    ) -> Result<Self> {
         let out_dir = dir.join(name);
         std::fs::create_dir_all(&out_dir)?;
         let ready = out_dir.join("ready.json");
@@ -99,6 +106,7 @@ impl PyService {
             proc,
             control,
             out_dir,
+            report_name,
         })
     }
 
@@ -118,7 +126,7 @@ impl PyService {
             crate::proc::describe(status),
             self.proc.log_tail(30)
         );
-        let path = self.out_dir.join("report.json");
+        let path = self.out_dir.join(self.report_name);
         let text = std::fs::read_to_string(&path)
             .with_context(|| format!("reading {}", path.display()))?;
         Ok(serde_json::from_str(&text)?)
@@ -160,6 +168,10 @@ pub fn start_emulator(prosody: &Prosody, dir: &Path, opts: &EmulatorOptions) -> 
         prosody.focus_password.clone(),
         "--min-participants".into(),
         opts.min_participants.to_string(),
+        // Jicofo waits up to Smack's reply timeout for disco#info; the lab's occupants answer
+        // within milliseconds, so a silent one need not stall a test for long.
+        "--disco-timeout".into(),
+        "1".into(),
     ];
     if opts.focus_component {
         args.extend([
@@ -175,7 +187,13 @@ pub fn start_emulator(prosody: &Prosody, dir: &Path, opts: &EmulatorOptions) -> 
     for p in &opts.participants {
         args.extend(["--participant".into(), p.spec()]);
     }
-    PyService::start("emulator", "conference_emulator.py", args, dir)
+    PyService::start(
+        "emulator",
+        "conference_emulator.py",
+        "report.json",
+        args,
+        dir,
+    )
 }
 
 /// Options of the echo occupant, the scripted stand-in for a gateway.
@@ -205,5 +223,5 @@ pub fn start_echo_occupant(prosody: &Prosody, dir: &Path, opts: &EchoOptions) ->
     if opts.no_disco {
         args.push("--no-disco".into());
     }
-    PyService::start("echo", "echo_occupant.py", args, dir)
+    PyService::start("echo", "echo_occupant.py", "echo-report.json", args, dir)
 }

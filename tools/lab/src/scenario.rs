@@ -58,13 +58,13 @@ impl EchoRoom {
             json!({"occupant": echo_nick}),
             t,
         )?;
-        let sid = sent["session"]
+        let sid = sent["sid"]
             .as_str()
-            .ok_or_else(|| anyhow!("session-initiate-sent without session: {sent}"))?
+            .ok_or_else(|| anyhow!("session-initiate-sent without sid: {sent}"))?
             .to_string();
         emulator
             .control
-            .wait_for("dtls-connected", json!({"session": sid}), t)?;
+            .wait_for("dtls-connected", json!({"sid": sid}), t)?;
         Ok(Self {
             room: room.into(),
             prosody,
@@ -83,7 +83,7 @@ impl EchoRoom {
             Duration::from_secs(seconds * 3 + 10),
             |e| {
                 e["event"] == json!("rx-audio")
-                    && e["session"] == json!(sid)
+                    && e["sid"] == json!(sid)
                     && e["seconds"].as_u64().is_some_and(|s| s >= seconds)
             },
         )
@@ -100,7 +100,7 @@ impl EchoRoom {
 /// The recording the emulator made of what a session's peer sent, from its report.
 pub fn session_recording(report: &Value, sid: &str) -> Result<PathBuf> {
     let session = session(report, sid)?;
-    session["recording"]
+    session["rx"]["recording"]
         .as_str()
         .map(PathBuf::from)
         .ok_or_else(|| anyhow!("session {sid} has no recording in the report"))
@@ -111,6 +111,11 @@ pub fn session<'a>(report: &'a Value, sid: &str) -> Result<&'a Value> {
         .as_array()
         .and_then(|all| all.iter().find(|s| s["sid"] == json!(sid)))
         .ok_or_else(|| anyhow!("no session {sid} in the report: {report}"))
+}
+
+/// The echo occupant's receive statistics for `ssrc` in its (only) session.
+pub fn echo_rx<'a>(echo_report: &'a Value, ssrc: &Value) -> &'a Value {
+    &echo_report["sessions"][0]["rx"][ssrc.to_string()]
 }
 
 /// Tone analysis of a recording, skipping its first `skip` seconds (start-up transients).

@@ -34,9 +34,7 @@ pub fn write_pcmu_pcap(wav: &Path, out: &Path) -> Result<()> {
 pub fn rtp_pcap(payload: &[u8], pt: u8, per_packet: usize) -> Vec<u8> {
     let mut f = Vec::new();
     // Global header: magic, v2.4, tz 0, sigfigs 0, snaplen 65535, LINKTYPE_ETHERNET.
-    for v in [0xa1b2_c3d4u32] {
-        f.extend(v.to_le_bytes());
-    }
+    f.extend(0xa1b2_c3d4u32.to_le_bytes());
     f.extend(2u16.to_le_bytes());
     f.extend(4u16.to_le_bytes());
     f.extend(0i32.to_le_bytes());

@@ -40,7 +40,7 @@ fn the_emulator_hears_both_participants_echoed_back() -> Result<()> {
     let session = scenario::session(&report, &room.sid)?;
     assert_eq!(session["is_gateway"], json!(true), "{session}");
     assert_eq!(session["offer"]["contents"], json!(["audio"]), "{session}");
-    assert_eq!(session["setup"], json!("active"), "{session}");
+    assert_eq!(session["gateway"]["setup"], json!("active"), "{session}");
     // The occupant received both participants' streams.
     let ssrcs: Vec<_> = report["participants"]
         .as_array()
@@ -49,7 +49,7 @@ fn the_emulator_hears_both_participants_echoed_back() -> Result<()> {
         .map(|p| p["ssrc"].clone())
         .collect();
     for ssrc in &ssrcs {
-        let rx = &echo_report["rx"][ssrc.to_string()];
+        let rx = scenario::echo_rx(&echo_report, ssrc);
         assert!(
             rx["packets"].as_u64().unwrap_or(0) > 100,
             "echo occupant got too little from {ssrc}: {echo_report}"
@@ -139,7 +139,7 @@ fn a_participant_added_mid_call_is_heard_until_removed() -> Result<()> {
     )?;
     room.emulator
         .control
-        .wait_for("source-add-sent", json!({"session": room.sid}), t)?;
+        .wait_for("source-add-sent", json!({"sid": room.sid}), t)?;
     let before_remove = room.wait_recorded(before_add as u64 + 4)?["seconds"]
         .as_f64()
         .unwrap();
@@ -147,7 +147,7 @@ fn a_participant_added_mid_call_is_heard_until_removed() -> Result<()> {
         .request("remove-participant", json!({"name": "carol"}))?;
     room.emulator
         .control
-        .wait_for("source-remove-sent", json!({"session": room.sid}), t)?;
+        .wait_for("source-remove-sent", json!({"sid": room.sid}), t)?;
     let end = room.wait_recorded(before_remove as u64 + 4)?["seconds"]
         .as_f64()
         .unwrap();
@@ -217,5 +217,47 @@ fn the_lab_listens_and_connects_on_loopback_only() -> Result<()> {
     for c in candidates {
         assert_eq!(c["ip"], json!("127.0.0.1"), "{c}");
     }
+    Ok(())
+}
+
+#[test]
+fn the_focus_mutes_and_terminates_the_occupant_as_jicofo_does() -> Result<()> {
+    let dir = paths::run_dir("emulator-focus-commands")?;
+    let mut room = EchoRoom::start(&dir, "cmdtest", participants(), EchoOptions::default())?;
+    let t = Duration::from_secs(10);
+    let nick = room.echo_nick.clone();
+
+    let mute = room
+        .emulator
+        .request("mute", json!({"occupant": nick, "mute": true}))?;
+    assert_eq!(mute["answer"]["type"], json!("result"), "{mute}");
+    let seen = room.echo.control.wait_for("mute-received", json!({}), t)?;
+    assert_eq!(seen["mute"], json!(true), "{seen}");
+
+    room.emulator.request(
+        "terminate",
+        json!({"occupant": nick, "reason": "success", "text": "bye"}),
+    )?;
+    let ended = room
+        .echo
+        .control
+        .wait_for("session-terminated", json!({"by": "focus"}), t)?;
+    assert_eq!(
+        (&ended["reason"], &ended["text"]),
+        (&json!("success"), &json!("bye")),
+        "{ended}"
+    );
+    room.emulator.control.wait_for(
+        "session-terminated",
+        json!({"sid": room.sid, "by": "emulator"}),
+        t,
+    )?;
+    let (report, _) = room.finish()?;
+    let session = scenario::session(&report, &room.sid)?;
+    assert_eq!(
+        session["termination"]["reason"],
+        json!("success"),
+        "{session}"
+    );
     Ok(())
 }

@@ -62,7 +62,7 @@ fn demo() -> Result<()> {
             "  {:<6} SSRC {:<10} {} packets",
             p["name"].as_str().unwrap_or("?"),
             ssrc,
-            echo_report["rx"][&ssrc]["packets"]
+            scenario::echo_rx(&echo_report, &p["ssrc"])["packets"]
         );
     }
     let tones = analyse(
@@ -87,7 +87,7 @@ fn demo() -> Result<()> {
 }
 
 fn print_timeline(session: &Value) {
-    let t = &session["timestamps"];
+    let t = &session["t"];
     let ms = |a: &str, b: &str| match (t[a].as_f64(), t[b].as_f64()) {
         (Some(x), Some(y)) => format!("{:.0} ms", (y - x) * 1000.0),
         _ => "?".into(),
