@@ -15,5 +15,9 @@ cargo build --workspace --all-targets --locked
 tests/lab/in-netns.sh bash -c '
   set -e
   .lab/venv/bin/python -m unittest discover -s tools/emulator/tests
-  cargo nextest run --workspace --offline --locked --no-fail-fast "$@"
+  if cargo nextest --version >/dev/null 2>&1; then
+    cargo nextest run --workspace --offline --locked --no-fail-fast "$@"
+  else
+    cargo test --workspace --offline --locked --no-fail-fast "$@"
+  fi
 ' lab-tests "$@"
