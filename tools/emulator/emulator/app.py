@@ -72,7 +72,7 @@ class EmulatorApp:
         self.focus: Optional[FocusClient] = None
         self.component: Optional[FocusComponent] = None
         self.component_jid = ("focus.%s" % args.domain) if args.component_port else None
-        self.control = ControlServer(self.bus, self.handle_command)
+        self.control = ControlServer(self.bus, self.handle_command, lambda: self.quit_event.set())
         self.control_port: Optional[int] = None
         self.ready_t: Optional[float] = None
         self.quit_event = asyncio.Event()
@@ -147,14 +147,6 @@ class EmulatorApp:
         if cmd == "report":
             path, data = report.write_report(self)
             return {"path": os.path.abspath(path), "report": data}
-        if cmd == "events":
-            since = req.get("since", 0)
-            if not isinstance(since, int):
-                raise CommandError("'since' must be an integer")
-            return {"events": self.bus.since(since, req.get("names"))}
-        if cmd == "quit":
-            asyncio.get_running_loop().call_soon(self.quit_event.set)
-            return {}
         if cmd == "add-participant":
             fields = {k: req[k] for k in ("name", "tone", "wav", "level", "endpoint") if req.get(k) is not None}
             try:

@@ -55,11 +55,14 @@ Handler = Callable[[str, dict], Awaitable[dict]]
 
 
 class ControlServer:
-    """Serves the control channel; `handler(cmd, request)` returns the extra response fields."""
+    """Serves the control channel. `events` (the event history) and `quit` (calls `on_quit`) are
+    answered here for every program; `handler(cmd, request)` answers the rest with the extra
+    response fields."""
 
-    def __init__(self, bus: EventBus, handler: Handler):
+    def __init__(self, bus: EventBus, handler: Handler, on_quit: Callable[[], None]):
         self.bus = bus
         self.handler = handler
+        self.on_quit = on_quit
         self.server: Optional[asyncio.base_events.Server] = None
         self.port: Optional[int] = None
         self._clients: set[asyncio.Task] = set()
@@ -136,7 +139,7 @@ class ControlServer:
         if not isinstance(cmd, str) or not cmd:
             return {"id": rid, "ok": False, "error": "missing 'cmd'"}
         try:
-            extra = await self.handler(cmd, req)
+            extra = await self._common(cmd, req) if cmd in ("events", "quit") else await self.handler(cmd, req)
         except CommandError as e:
             return {"id": rid, "ok": False, "error": str(e)}
         except Exception as e:  # a bug must not kill the channel
@@ -145,3 +148,13 @@ class ControlServer:
         resp = {"id": rid, "ok": True}
         resp.update(extra or {})
         return resp
+
+    async def _common(self, cmd: str, req: dict) -> dict:
+        if cmd == "events":
+            since = req.get("since", 0)
+            if not isinstance(since, int):
+                raise CommandError("'since' must be an integer")
+            return {"events": self.bus.since(since, req.get("names"))}
+        # quit: answer first, then let the program wind down
+        asyncio.get_running_loop().call_soon(self.on_quit)
+        return {}

@@ -100,7 +100,7 @@ class EchoOccupant:
         self.client = EchoClient(args.domain, self)
         self.sessions: dict[str, EchoSession] = {}
         self.current: Optional[EchoSession] = None
-        self.control = ControlServer(self.bus, self.handle_command)
+        self.control = ControlServer(self.bus, self.handle_command, lambda: self.quit_event.set())
         self.control_port: Optional[int] = None
         self.quit_event = asyncio.Event()
         self.conference_answer: Optional[dict] = None
@@ -164,14 +164,6 @@ class EchoOccupant:
     async def handle_command(self, cmd: str, req: dict) -> dict:
         if cmd == "status":
             return {"report": self.report()}
-        if cmd == "events":
-            since = req.get("since", 0)
-            if not isinstance(since, int):
-                raise CommandError("'since' must be an integer")
-            return {"events": self.bus.since(since, req.get("names"))}
-        if cmd == "quit":
-            asyncio.get_running_loop().call_soon(self.quit_event.set)
-            return {}
         if cmd == "hangup":
             return await self.hangup(req)
         raise CommandError("unknown command %r" % cmd)

@@ -16,7 +16,7 @@ from slixmpp.xmlstream.matcher import MatchXPath
 
 from . import stanzas
 from .stanzas import StanzaError
-from .xmpp import BaseClient, iq_child, reply_error, reply_result
+from .xmpp import BaseClient, disconnect_quietly, iq_child, reply_error, reply_result
 
 log = logging.getLogger("emulator.focus")
 
@@ -108,9 +108,4 @@ class FocusComponent(slixmpp.ComponentXMPP):
             reply_error(iq, "internal-server-error", "wait", str(e))
 
     async def stop(self) -> None:
-        try:
-            fut = self.disconnect(wait=1.0)
-            if fut is not None:
-                await asyncio.wait_for(fut, 3.0)
-        except Exception:
-            self.abort()
+        await disconnect_quietly(self)

@@ -64,6 +64,16 @@ def error_condition(iq) -> str:
         return "undefined-condition"
 
 
+async def disconnect_quietly(xmpp) -> None:
+    """Closes a client or component stream politely, and abruptly if that does not finish."""
+    try:
+        fut = xmpp.disconnect(wait=1.0)
+        if fut is not None:
+            await asyncio.wait_for(fut, 3.0)
+    except Exception:
+        xmpp.abort()
+
+
 class BaseClient(slixmpp.ClientXMPP):
     """A slixmpp client that logs in over plain TCP and can sit in MUC rooms."""
 
@@ -98,12 +108,7 @@ class BaseClient(slixmpp.ClientXMPP):
             self.session_started.set_exception(RuntimeError("%s: connection failed: %s" % (self.name, event)))
 
     async def stop(self) -> None:
-        try:
-            fut = self.disconnect(wait=1.0)
-            if fut is not None:
-                await asyncio.wait_for(fut, 3.0)
-        except Exception:
-            self.abort()
+        await disconnect_quietly(self)
 
     # -- MUC ---------------------------------------------------------------------------------------
     async def join_room(self, room: str, nick: str, extra: Iterable[ET.Element] = (),
