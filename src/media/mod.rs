@@ -1,5 +1,5 @@
-//! Media: codecs, playout buffers, the mixer, DTMF, the phone's RTP leg and the conference's WebRTC
-//! leg (wrapping str0m and libopus).
+//! Media: codecs, playout buffers, the mixer, the phone's RTP leg and the conference's WebRTC leg
+//! (wrapping str0m and libopus). See `docs/dial-in.md` for the contract with `call`.
 
 /// Installs str0m's process-wide DTLS crypto provider. Call once at start: without it every new
 /// WebRTC session falls back to resolving the provider itself.

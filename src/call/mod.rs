@@ -1,2 +1,2 @@
 //! One call's state machine (SIP dialog + MUC occupancy + Jingle session + media) and the call
-//! registry. Built in the dial-in issue.
+//! registry.
