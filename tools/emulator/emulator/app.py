@@ -181,6 +181,16 @@ class EmulatorApp:
                 raise CommandError("'mute' must be true or false")
             entry = await conf.mute(occ, mute, req.get("actor"))
             return {"answer": {"type": entry["type"], "condition": entry["condition"]}}
+        if cmd == "kick":
+            occ = self._occupant_for(req)
+            entry = await conf.kick(occ, req.get("reason"))
+            return {"answer": {"type": entry["type"], "condition": entry["condition"]}}
+        if cmd == "destroy-room":
+            name = req.get("room")
+            if not isinstance(name, str) or conf.room_jid(name) not in conf.rooms:
+                raise CommandError("unknown room %r" % name)
+            entry = await conf.destroy_room(conf.rooms[conf.room_jid(name)], req.get("reason"))
+            return {"answer": {"type": entry["type"], "condition": entry["condition"]}}
         if cmd == "invite":
             occ = self._occupant_for(req)
             if occ.emulated:

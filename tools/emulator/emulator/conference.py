@@ -312,6 +312,16 @@ class Conference:
         room = self.rooms.get(p.room)
         if room is None or p.type == "error":
             return
+        if p.type == "unavailable" and p.nick == FOCUS_NICK and p.destroyed:
+            # Each occupant of a destroyed room gets only its own unavailable presence: the
+            # focus learns from its own that everybody else is gone too.
+            self.rooms.pop(p.room, None)
+            self.bus.emit("room-destroyed", room=room.jid, reason=p.destroy_reason)
+            for occ in list(room.occupants.values()):
+                s = self.sessions.get(occ.session_sid) if occ.session_sid else None
+                if s is not None and not s.ended:
+                    asyncio.ensure_future(self.end_session(s, "destroyed", "gone", p.destroy_reason))
+            return
         if p.type == "unavailable":
             occ = room.occupants.pop(p.nick, None)
             if occ is not None and p.nick != FOCUS_NICK:
@@ -760,6 +770,23 @@ class Conference:
             s.stanzas_received.append({"t": entry["t"], "action": "mute", "type": kind})
         self.bus.emit("iq-answered", what="mute", room=occ.room, occupant=occ.nick, mute=mute,
                       type=kind, condition=entry["condition"])
+        return entry
+
+    async def kick(self, occ: Occupant, reason: Optional[str] = None) -> dict:
+        """The focus (an owner of every room) kicks an occupant, as a moderator's kick does."""
+        kind, value = await self.focus.send_iq(occ.room, stanzas.build_kick(occ.nick, reason), "set",
+                                               self.args.iq_timeout)
+        entry = {"what": "kick", "room": occ.room, "occupant": occ.nick, "type": kind,
+                 "condition": value if kind == "error" else None}
+        self.bus.emit("iq-answered", **entry)
+        return entry
+
+    async def destroy_room(self, room: Room, reason: Optional[str] = None) -> dict:
+        kind, value = await self.focus.send_iq(room.jid, stanzas.build_destroy(reason), "set",
+                                               self.args.iq_timeout)
+        entry = {"what": "destroy", "room": room.jid, "type": kind,
+                 "condition": value if kind == "error" else None}
+        self.bus.emit("iq-answered", **entry)
         return entry
 
     def on_mute_request(self, iq, el) -> None:

@@ -41,6 +41,8 @@ NS_RAYO = "urn:xmpp:rayo:1"
 NS_NICK = "http://jabber.org/protocol/nick"
 NS_MUC = "http://jabber.org/protocol/muc"
 NS_MUC_USER = "http://jabber.org/protocol/muc#user"
+NS_MUC_ADMIN = "http://jabber.org/protocol/muc#admin"
+NS_MUC_OWNER = "http://jabber.org/protocol/muc#owner"
 NS_DISCO_INFO = "http://jabber.org/protocol/disco#info"
 NS_MUTE_AUDIO = "http://jitsi.org/jitmeet/audio"
 NS_COLIBRI = "http://jitsi.org/protocol/colibri"
@@ -528,6 +530,24 @@ def build_mute(mute: bool, actor: Optional[str] = None, jid: Optional[str] = Non
     return _el(NS_MUTE_AUDIO, "mute", [("jid", jid), ("actor", actor)], "true" if mute else "false")
 
 
+def build_kick(nick: str, reason: Optional[str] = None) -> ET.Element:
+    """XEP-0045 §8.2: a moderator sets the occupant's role to none (the occupant sees status 307)."""
+    query = _el(NS_MUC_ADMIN, "query")
+    item = ET.SubElement(query, q(NS_MUC_ADMIN, "item"), {"nick": nick, "role": "none"})
+    if reason:
+        ET.SubElement(item, q(NS_MUC_ADMIN, "reason")).text = reason
+    return query
+
+
+def build_destroy(reason: Optional[str] = None) -> ET.Element:
+    """XEP-0045 §10.9: the owner destroys the room; every occupant gets <destroy/> in presence."""
+    query = _el(NS_MUC_OWNER, "query")
+    destroy = ET.SubElement(query, q(NS_MUC_OWNER, "destroy"))
+    if reason:
+        ET.SubElement(destroy, q(NS_MUC_OWNER, "reason")).text = reason
+    return query
+
+
 def build_conference_result(room: str, focus_jid: str, ready: bool = True,
                             properties: Optional[list[tuple[str, str]]] = None) -> ET.Element:
     """ConferenceIqHandler's response: room, focusjid, ready, then <property/> children."""
@@ -817,6 +837,8 @@ class MucPresence:
     status_text: Optional[str] = None
     audiomuted: Optional[bool] = None
     error_condition: Optional[str] = None
+    destroyed: bool = False                  # <destroy/> in muc#user: the room is gone
+    destroy_reason: Optional[str] = None
 
     @property
     def is_self(self) -> bool:
@@ -853,6 +875,11 @@ def parse_muc_presence(el: ET.Element) -> MucPresence:
                     p.status_codes.append(int(s.get("code", "")))
                 except ValueError:
                     pass
+            destroy = _child(c, NS_MUC_USER, "destroy")
+            if destroy is not None:
+                p.destroyed = True
+                reason = _child(destroy, NS_MUC_USER, "reason")
+                p.destroy_reason = reason.text if reason is not None else None
         elif ns == NS_NICK and lname == "nick":
             p.display_name = c.text
         elif lname == "features" and ns in ("", NS_CLIENT):

@@ -261,3 +261,22 @@ fn the_focus_mutes_and_terminates_the_occupant_as_jicofo_does() -> Result<()> {
     );
     Ok(())
 }
+
+#[test]
+fn the_focus_can_kick_an_occupant_and_destroy_the_room() -> Result<()> {
+    let dir = paths::run_dir("emulator-kick-destroy")?;
+    let mut room = EchoRoom::start(&dir, "kicktest", participants(), EchoOptions::default())?;
+    let t = Duration::from_secs(10);
+    let nick = room.echo_nick.clone();
+
+    let kick = room.emulator.request("kick", json!({"occupant": nick, "reason": "bye"}))?;
+    assert_eq!(kick["answer"]["type"], json!("result"), "{kick}");
+    room.emulator.control.wait_for("occupant-left", json!({"nick": nick}), t)?;
+    room.emulator.control.wait_for("session-terminated", json!({"sid": room.sid, "by": "left"}), t)?;
+
+    let destroy = room.emulator.request("destroy-room", json!({"room": "kicktest"}))?;
+    assert_eq!(destroy["answer"]["type"], json!("result"), "{destroy}");
+    room.emulator.control.wait_for("room-destroyed", json!({"room": "kicktest@muc.meet.jitsi"}), t)?;
+    room.finish()?;
+    Ok(())
+}
