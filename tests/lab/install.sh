@@ -9,8 +9,10 @@ packages=(
   prosody            # real XMPP server (0.12)
   sip-tester         # SIPp (binary: sipp)
   baresip-core       # scriptable SIP phone
+  kamailio           # a PBX/proxy in front of the gateway (adds the room header for baresip)
   libopus-dev pkg-config   # the gateway links the system libopus
   sox libsox-fmt-all # test tones and G.711 encoding for SIPp pcaps
+  tshark             # dumpcap records what a SIPp caller receives (SIPp cannot record)
   iproute2 util-linux procps   # ip, unshare, ps/pkill for the private network namespace
   python3-venv
 )

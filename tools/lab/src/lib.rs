@@ -7,8 +7,12 @@
 
 pub mod audio;
 pub mod baresip;
+pub mod capture;
 pub mod control;
 pub mod emulator;
+pub mod gateway;
+pub mod http;
+pub mod kamailio;
 pub mod net;
 pub mod paths;
 pub mod proc;

@@ -89,17 +89,25 @@ fn ipv4_checksum(header: &[u8]) -> u16 {
 pub struct SippCall {
     pub proc: Supervised,
     pub dir: PathBuf,
+    /// SIPp's RTP port: where the far end sends the caller's audio.
+    pub media_port: u16,
 }
 
 impl SippCall {
     /// Starts SIPp in `dir` (where the scenario's pcap, `caller.pcap`, must be), calling `user`
     /// at `target` and holding the call for `hold_ms` after the 200 OK.
-    pub fn start(
+    pub fn start(dir: &Path, scenario: &str, user: &str, target: &str, hold_ms: u64) -> Result<Self> {
+        Self::start_with(dir, scenario, user, target, hold_ms, &[])
+    }
+
+    /// As [`SippCall::start`], with scenario keys (`-key NAME VALUE`, `[NAME]` in the scenario).
+    pub fn start_with(
         dir: &Path,
         scenario: &str,
         user: &str,
         target: &str,
         hold_ms: u64,
+        keys: &[(&str, &str)],
     ) -> Result<Self> {
         let sip_port = net::free_udp_tcp_port()?;
         let media_port = net::free_udp_tcp_port()?;
@@ -113,23 +121,19 @@ impl SippCall {
             .args(["-d", &hold_ms.to_string()])
             .args(["-m", "1", "-nostdin", "-timeout", "60s", "-timeout_error"])
             .args(["-trace_err", "-trace_msg"]);
+        for (k, v) in keys {
+            cmd.args(["-key", k, v]);
+        }
         let proc = Supervised::spawn("sipp", cmd, &dir.join("sipp.log"))?;
-        Ok(Self {
-            proc,
-            dir: dir.to_path_buf(),
-        })
+        Ok(Self { proc, dir: dir.to_path_buf(), media_port })
     }
 
     /// Waits for the scenario to finish and fails (with SIPp's own error trace) unless the call
-    /// succeeded.
+    /// went as the scenario expects.
     pub fn wait_success(&mut self, timeout: std::time::Duration) -> Result<()> {
         let status = self.proc.wait_exit(timeout)?;
         if !status.success() {
-            let errors: String = std::fs::read_dir(&self.dir)?
-                .filter_map(|e| e.ok())
-                .filter(|e| e.file_name().to_string_lossy().ends_with("_errors.log"))
-                .filter_map(|e| std::fs::read_to_string(e.path()).ok())
-                .collect();
+            let errors: String = self.trace_files("_errors.log").iter().filter_map(|p| std::fs::read_to_string(p).ok()).collect();
             anyhow::bail!(
                 "SIPp call failed ({}):\n{}\n{}",
                 proc::describe(status),
@@ -139,4 +143,109 @@ impl SippCall {
         }
         Ok(())
     }
+
+    fn trace_files(&self, suffix: &str) -> Vec<PathBuf> {
+        std::fs::read_dir(&self.dir)
+            .map(|rd| {
+                rd.filter_map(|e| e.ok())
+                    .map(|e| e.path())
+                    .filter(|p| p.to_string_lossy().ends_with(suffix))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// The SIP messages SIPp sent and received, in order, each with its direction and time.
+    pub fn messages(&self) -> Vec<SippMessage> {
+        self.trace_files("_messages.log")
+            .iter()
+            .filter_map(|p| std::fs::read_to_string(p).ok())
+            .flat_map(|text| parse_messages(&text))
+            .collect()
+    }
+}
+
+/// One SIP message from SIPp's `-trace_msg` log.
+#[derive(Debug, Clone)]
+pub struct SippMessage {
+    pub sent: bool,
+    /// Seconds since the epoch, from SIPp's timestamp.
+    pub time: f64,
+    pub text: String,
+}
+
+impl SippMessage {
+    pub fn first_line(&self) -> &str {
+        self.text.lines().next().unwrap_or("")
+    }
+
+    /// The status code of a response.
+    pub fn status(&self) -> Option<u16> {
+        let line = self.first_line();
+        line.strip_prefix("SIP/2.0 ")?.split_whitespace().next()?.parse().ok()
+    }
+
+    /// The value of the first header called `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.text.lines().skip(1).take_while(|l| !l.is_empty()).find_map(|l| {
+            let (n, v) = l.split_once(':')?;
+            n.trim().eq_ignore_ascii_case(name).then(|| v.trim())
+        })
+    }
+}
+
+/// Splits SIPp's message log: each block is a `----- <date> <time>` line, a line saying
+/// `UDP message sent (N bytes):` or `… received …`, then the message.
+fn parse_messages(log: &str) -> Vec<SippMessage> {
+    let mut out: Vec<SippMessage> = Vec::new();
+    let mut expect_direction = false;
+    for line in log.lines() {
+        if let Some(rest) = line.strip_prefix("----------------------------------------------- ") {
+            let mut parts = rest.split_whitespace();
+            let (date, time) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+            out.push(SippMessage { sent: false, time: parse_time(date, time), text: String::new() });
+            expect_direction = true;
+        } else if let Some(m) = out.last_mut() {
+            if expect_direction {
+                m.sent = line.contains("message sent");
+                expect_direction = false;
+                continue;
+            }
+            if m.text.is_empty() && line.trim().is_empty() {
+                continue;
+            }
+            m.text.push_str(line.trim_end_matches('\r'));
+            m.text.push('\n');
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sipp_message_logs_split_into_messages_with_direction_time_and_headers() {
+        let log = "----------------------------------------------- 2026-12-01 15:45:04.448240\n\
+                   UDP message sent (606 bytes):\n\nINVITE sip:r@h SIP/2.0\nX-Room-Name: myroom\n\nv=0\n\n\
+                   ----------------------------------------------- 2026-12-01 15:45:04.548240\n\
+                   UDP message received [300] bytes :\n\nSIP/2.0 486 Busy Here\nReason: SIP;cause=486\n\n";
+        let m = parse_messages(log);
+        assert_eq!(m.len(), 2);
+        assert!(m[0].sent && !m[1].sent);
+        assert_eq!(m[0].header("x-room-name"), Some("myroom"));
+        assert_eq!(m[1].status(), Some(486));
+        assert!((m[1].time - m[0].time - 0.1).abs() < 1e-6);
+    }
+}
+
+/// `2026-12-01 15:41:58.123456` → seconds since midnight (only differences are used).
+fn parse_time(_date: &str, time: &str) -> f64 {
+    let mut secs = 0.0;
+    for (i, part) in time.split(':').enumerate() {
+        let v: f64 = part.parse().unwrap_or(0.0);
+        secs += v * [3600.0, 60.0, 1.0].get(i).copied().unwrap_or(0.0);
+    }
+    secs
 }
