@@ -1,2 +1,79 @@
-//! HTTP API: `/about/health`, `/about/stats`, `/about/version`, `/metrics`, graceful shutdown.
-//! Built in the operations issue.
+//! HTTP API on `api.host:api.port`. For now what the lab and a first operator need: jigasi's
+//! `/about/stats` figures and `/debug/resources` (tasks and sockets, to see that calls leave
+//! nothing behind). Health, metrics and drain arrive with the operations work.
+
+use crate::call::Registry;
+use axum::extract::State;
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::{json, Value};
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+#[derive(Clone)]
+pub struct ApiState {
+    pub registry: Arc<Registry>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// Binds the API; the returned future serves it until dropped.
+pub async fn bind(
+    addr: SocketAddr,
+    state: ApiState,
+) -> Result<(SocketAddr, impl std::future::Future<Output = ()>), ApiError> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| ApiError::Bind { addr, source })?;
+    let local = listener.local_addr().unwrap_or(addr);
+    let app = Router::new()
+        .route("/about/stats", get(stats))
+        .route("/debug/resources", get(resources))
+        .with_state(state);
+    let serve = async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::error!(error = %e, "HTTP API stopped");
+        }
+    };
+    Ok((local, serve))
+}
+
+async fn stats(State(state): State<ApiState>) -> Json<Value> {
+    let s = state.registry.snapshot();
+    Json(json!({
+        "conferences": s.conferences,
+        "participants": s.participants,
+        "total_calls": s.total_calls,
+        "total_calls_with_connected_media": s.total_calls_with_connected_media,
+        "graceful_shutdown": false,
+    }))
+}
+
+async fn resources(State(state): State<ApiState>) -> Json<Value> {
+    let tasks = tokio::runtime::Handle::current()
+        .metrics()
+        .num_alive_tasks();
+    Json(json!({
+        "calls": state.registry.snapshot().calls,
+        "tasks": tasks,
+        "sockets": open_sockets(),
+    }))
+}
+
+/// Open sockets of this process, from /proc (Linux); None elsewhere.
+fn open_sockets() -> Option<usize> {
+    let dir = std::fs::read_dir("/proc/self/fd").ok()?;
+    Some(
+        dir.filter_map(|e| e.ok())
+            .filter_map(|e| std::fs::read_link(e.path()).ok())
+            .filter(|t| t.to_string_lossy().starts_with("socket:"))
+            .count(),
+    )
+}

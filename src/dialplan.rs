@@ -70,7 +70,11 @@ impl RouteError {
 const MAX_ROOM_NODE: usize = 256;
 
 /// Picks the room for an incoming call.
-pub fn route(req: &Request<'_>, sip: &SipSettings, xmpp: &XmppSettings) -> Result<Route, RouteError> {
+pub fn route(
+    req: &Request<'_>,
+    sip: &SipSettings,
+    xmpp: &XmppSettings,
+) -> Result<Route, RouteError> {
     let password = req
         .password
         .map(str::trim)
@@ -78,7 +82,11 @@ pub fn route(req: &Request<'_>, sip: &SipSettings, xmpp: &XmppSettings) -> Resul
         .map(str::to_owned);
     if let Some(value) = req.room.map(str::trim).filter(|v| !v.is_empty()) {
         let room = parse_room(value, &xmpp.muc_domain)?;
-        return Ok(Route { room, password, via: RouteSource::Header });
+        return Ok(Route {
+            room,
+            password,
+            via: RouteSource::Header,
+        });
     }
     match &sip.default_room {
         Some(default) => Ok(Route {
@@ -109,7 +117,9 @@ pub fn parse_room(value: &str, muc_domain: &DomainName) -> Result<RoomAddress, R
         .chars()
         .find(|c| !(c.is_alphanumeric() || matches!(c, '-' | '_' | '.' | '+' | '~')))
     {
-        return Err(invalid(format!("character {c:?} is not allowed in a room name")));
+        return Err(invalid(format!(
+            "character {c:?} is not allowed in a room name"
+        )));
     }
     Ok(address_of(&name, muc_domain))
 }
@@ -164,12 +174,24 @@ mod tests {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         map.retain(|_, v| !v.is_empty());
-        load(&ConfigInput { file: None, env: &map, flags: vec![] }).expect("valid settings")
+        load(&ConfigInput {
+            file: None,
+            env: &map,
+            flags: vec![],
+        })
+        .expect("valid settings")
     }
 
     fn routed(room: Option<&str>, env: &[(&str, &str)]) -> Result<Route, RouteError> {
         let s = settings(env);
-        route(&Request { room, password: None }, &s.settings.sip, &s.settings.xmpp)
+        route(
+            &Request {
+                room,
+                password: None,
+            },
+            &s.settings.sip,
+            &s.settings.xmpp,
+        )
     }
 
     #[test]
@@ -190,7 +212,10 @@ mod tests {
     #[test]
     fn without_a_header_the_default_room_is_used_else_486() {
         let r = routed(None, &[("JIGASI_SIP_DEFAULT_ROOM", "lobby")]).unwrap();
-        assert_eq!((r.room.to_string().as_str(), r.via), ("lobby@muc.meet.jitsi", RouteSource::DefaultRoom));
+        assert_eq!(
+            (r.room.to_string().as_str(), r.via),
+            ("lobby@muc.meet.jitsi", RouteSource::DefaultRoom)
+        );
         let empty = routed(Some("   "), &[("JIGASI_SIP_DEFAULT_ROOM", "lobby")]).unwrap();
         assert_eq!(empty.via, RouteSource::DefaultRoom);
         let err = routed(None, &[]).unwrap_err();
@@ -220,7 +245,10 @@ mod tests {
             "q?uery",
         ] {
             let err = routed(Some(bad), &[]).unwrap_err();
-            assert!(matches!(err, RouteError::InvalidRoom { .. }), "{bad:?} → {err:?}");
+            assert!(
+                matches!(err, RouteError::InvalidRoom { .. }),
+                "{bad:?} → {err:?}"
+            );
             assert_eq!(err.sip_status().0, 400, "{bad:?}");
         }
         let long = "a".repeat(MAX_ROOM_NODE + 1);
@@ -229,7 +257,14 @@ mod tests {
 
     #[test]
     fn ordinary_jitsi_room_names_pass() {
-        for ok in ["standup", "team-sync_2024", "Ünïcödé", "a.b", "room+1", "x~y"] {
+        for ok in [
+            "standup",
+            "team-sync_2024",
+            "Ünïcödé",
+            "a.b",
+            "room+1",
+            "x~y",
+        ] {
             assert!(routed(Some(ok), &[]).is_ok(), "{ok:?}");
         }
     }
@@ -238,7 +273,10 @@ mod tests {
     fn the_password_header_is_carried_when_present() {
         let s = settings(&[]);
         let r = route(
-            &Request { room: Some("secure"), password: Some(" s3cret ") },
+            &Request {
+                room: Some("secure"),
+                password: Some(" s3cret "),
+            },
             &s.settings.sip,
             &s.settings.xmpp,
         )

@@ -9,9 +9,9 @@ use gateway_lab::capture::RtpCapture;
 use gateway_lab::emulator::Participant;
 use gateway_lab::gateway::GatewayOptions;
 use gateway_lab::kamailio::RoomProxy;
+use gateway_lab::paths;
 use gateway_lab::scenario::{self, analyse, DialInLab};
 use gateway_lab::sipp::{self, SippCall};
-use gateway_lab::paths;
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -23,12 +23,18 @@ const BOB_HZ: f64 = 1100.0;
 const CAROL_HZ: f64 = 900.0;
 /// Every tone is sent at -12 dBFS peak; through G.711, Opus and the mixer each must arrive at
 /// -30 dBFS or more, in at least 80 % of the seconds analysed.
-const HEARD: Expect = Expect { min_level_dbfs: -30.0, min_coverage: 0.8 };
+const HEARD: Expect = Expect {
+    min_level_dbfs: -30.0,
+    min_coverage: 0.8,
+};
 const SILENT_DBFS: f64 = -50.0;
 const T: Duration = Duration::from_secs(15);
 
 fn participants() -> Vec<Participant> {
-    vec![Participant::tone("alice", ALICE_HZ), Participant::tone("bob", BOB_HZ)]
+    vec![
+        Participant::tone("alice", ALICE_HZ),
+        Participant::tone("bob", BOB_HZ),
+    ]
 }
 
 /// The room header as jigasi names it by default.
@@ -45,7 +51,13 @@ fn keys<'a>(room: &'a str, pts: &'a str) -> Vec<(&'static str, &'a str)> {
 /// A pcap of the caller's tone (or of silence) in `dir/caller.pcap`.
 fn caller_pcap(dir: &Path, hz: Option<f64>, secs: f64) -> Result<()> {
     let wav = dir.join("caller.wav");
-    audio::write_tone_wav(&wav, hz.unwrap_or(CALLER_HZ), secs, 8000, if hz.is_some() { -12.0 } else { -200.0 })?;
+    audio::write_tone_wav(
+        &wav,
+        hz.unwrap_or(CALLER_HZ),
+        secs,
+        8000,
+        if hz.is_some() { -12.0 } else { -200.0 },
+    )?;
     sipp::write_pcmu_pcap(&wav, &dir.join("caller.pcap"))
 }
 
@@ -56,7 +68,10 @@ fn lab(name: &str, room: &str, gw: &GatewayOptions) -> Result<DialInLab> {
 
 /// Sockets and tasks of an idle gateway, to compare with after a call.
 fn resources(lab: &DialInLab) -> Result<(usize, Value)> {
-    Ok((lab.gateway.open_sockets()?, lab.gateway.api("/debug/resources")?))
+    Ok((
+        lab.gateway.open_sockets()?,
+        lab.gateway.api("/debug/resources")?,
+    ))
 }
 
 /// Waits until the gateway is back to `before` (calls end asynchronously after the last stanza).
@@ -77,15 +92,30 @@ fn back_to(lab: &mut DialInLab, before: &(usize, Value)) -> Result<()> {
 
 /// One SIPp call that the caller hangs up after `hold_ms`; returns (what the caller heard, what
 /// the room heard, the emulator's session report).
-fn sipp_call(lab: &mut DialInLab, caller_hz: Option<f64>, hold_ms: u64) -> Result<(PathBuf, PathBuf, Value)> {
+fn sipp_call(
+    lab: &mut DialInLab,
+    caller_hz: Option<f64>,
+    hold_ms: u64,
+) -> Result<(PathBuf, PathBuf, Value)> {
     caller_pcap(&lab.dir, caller_hz, hold_ms as f64 / 1000.0 + 2.0)?;
     let room = lab.room.clone();
-    let mut call = SippCall::start_with(&lab.dir, "dialin-call.xml", "room", &lab.gateway.sip_target(), hold_ms, &keys(&room, "0 8 101"))?;
+    let mut call = SippCall::start_with(
+        &lab.dir,
+        "dialin-call.xml",
+        "room",
+        &lab.gateway.sip_target(),
+        hold_ms,
+        &keys(&room, "0 8 101"),
+    )?;
     let capture = RtpCapture::start(&lab.dir, "caller-rx", call.media_port)?;
     let nick = lab.gateway_joined()?;
     let sid = lab.session_connected(&nick)?;
     call.wait_success(Duration::from_secs(hold_ms / 1000 + 30))?;
-    lab.emulator.control.wait_for("session-terminated", json!({"sid": sid, "by": "gateway"}), T)?;
+    lab.emulator.control.wait_for(
+        "session-terminated",
+        json!({"sid": sid, "by": "gateway"}),
+        T,
+    )?;
     let (heard, packets) = capture.finish(&lab.dir.join("caller-rx.wav"))?;
     anyhow::ensure!(packets > 50, "the caller received only {packets} packets");
     let report = lab.emulator.request("status", Value::Null)?["report"].clone();
@@ -100,23 +130,44 @@ fn a_sipp_caller_and_the_room_hear_each_other() -> Result<()> {
     let (caller_heard, room_heard, session) = sipp_call(&mut lab, Some(CALLER_HZ), 6000)?;
 
     let phone = analyse(&caller_heard, 1.5, &[ALICE_HZ, BOB_HZ, CALLER_HZ])?;
-    phone.check_present(ALICE_HZ, HEARD).context("alice on the phone")?;
-    phone.check_present(BOB_HZ, HEARD).context("bob on the phone")?;
-    phone.check_absent(CALLER_HZ, SILENT_DBFS).context("mix-minus: the caller must not hear itself")?;
+    phone
+        .check_present(ALICE_HZ, HEARD)
+        .context("alice on the phone")?;
+    phone
+        .check_present(BOB_HZ, HEARD)
+        .context("bob on the phone")?;
+    phone
+        .check_absent(CALLER_HZ, SILENT_DBFS)
+        .context("mix-minus: the caller must not hear itself")?;
     let room = analyse(&room_heard, 1.5, &[CALLER_HZ, ALICE_HZ])?;
-    room.check_present(CALLER_HZ, HEARD).context("the caller in the room")?;
-    room.check_absent(ALICE_HZ, SILENT_DBFS).context("the room must not get its own audio back")?;
+    room.check_present(CALLER_HZ, HEARD)
+        .context("the caller in the room")?;
+    room.check_absent(ALICE_HZ, SILENT_DBFS)
+        .context("the room must not get its own audio back")?;
 
     // What Jicofo and the bridge see of the gateway.
     assert_eq!(session["offer"]["contents"], json!(["audio"]), "{session}");
     assert_eq!(session["gateway"]["setup"], json!("active"), "{session}");
-    assert!(session["rx"]["audio_levels"]["count"].as_u64().unwrap_or(0) > 100, "no ssrc-audio-level: {session}");
+    assert!(
+        session["rx"]["audio_levels"]["count"].as_u64().unwrap_or(0) > 100,
+        "no ssrc-audio-level: {session}"
+    );
     let occupant = lab.emulator.request("status", Value::Null)?["report"]["occupants"]
         .as_array()
         .and_then(|o| o.iter().find(|o| o["is_gateway"] == json!(true)).cloned())
         .context("no gateway occupant in the report")?;
-    assert_eq!(occupant["display_name"], json!("Alice Example"), "{occupant}");
-    assert!(occupant["statuses"].to_string().contains("Initializing Call") && occupant["statuses"].to_string().contains("Connected"), "{occupant}");
+    assert_eq!(
+        occupant["display_name"],
+        json!("Alice Example"),
+        "{occupant}"
+    );
+    assert!(
+        occupant["statuses"]
+            .to_string()
+            .contains("Initializing Call")
+            && occupant["statuses"].to_string().contains("Connected"),
+        "{occupant}"
+    );
     back_to(&mut lab, &idle)?;
     lab.gateway.stop()?;
     Ok(())
@@ -125,10 +176,17 @@ fn a_sipp_caller_and_the_room_hear_each_other() -> Result<()> {
 #[test]
 fn silencing_either_direction_fails_the_audio_check() -> Result<()> {
     // The caller sends silence: the room hears no 440 Hz.
-    let mut lab = lab("dialin-silent-caller", "silentcaller", &GatewayOptions::default())?;
+    let mut lab = lab(
+        "dialin-silent-caller",
+        "silentcaller",
+        &GatewayOptions::default(),
+    )?;
     let (_, room_heard, _) = sipp_call(&mut lab, None, 4000)?;
     let room = analyse(&room_heard, 1.0, &[CALLER_HZ])?;
-    assert!(room.check_present(CALLER_HZ, HEARD).is_err(), "a silent caller passed: {room}");
+    assert!(
+        room.check_present(CALLER_HZ, HEARD).is_err(),
+        "a silent caller passed: {room}"
+    );
     lab.gateway.stop()?;
 
     // The room is silent (no participant speaks): the phone hears neither tone.
@@ -137,13 +195,26 @@ fn silencing_either_direction_fails_the_audio_check() -> Result<()> {
         Path::new(BIN),
         &dir,
         "silentroom",
-        vec![Participant { level_dbfs: Some(-200.0), ..Participant::tone("quiet", ALICE_HZ) }, Participant { level_dbfs: Some(-200.0), ..Participant::tone("mute", BOB_HZ) }],
+        vec![
+            Participant {
+                level_dbfs: Some(-200.0),
+                ..Participant::tone("quiet", ALICE_HZ)
+            },
+            Participant {
+                level_dbfs: Some(-200.0),
+                ..Participant::tone("mute", BOB_HZ)
+            },
+        ],
         |_| {},
         &GatewayOptions::default(),
     )?;
     let (caller_heard, _, _) = sipp_call(&mut lab, Some(CALLER_HZ), 4000)?;
     let phone = analyse(&caller_heard, 1.0, &[ALICE_HZ, BOB_HZ])?;
-    assert!(phone.check_present(ALICE_HZ, HEARD).is_err() && phone.check_present(BOB_HZ, HEARD).is_err(), "a silent room passed: {phone}");
+    assert!(
+        phone.check_present(ALICE_HZ, HEARD).is_err()
+            && phone.check_present(BOB_HZ, HEARD).is_err(),
+        "a silent room passed: {phone}"
+    );
     lab.gateway.stop()?;
     Ok(())
 }
@@ -164,13 +235,22 @@ fn baresip_behind_a_pbx_adding_the_room_header_hears_the_room() -> Result<()> {
     lab.wait_recorded(&sid, 5)?;
     phone.command("hangup")?;
     phone.wait_event("CALL_CLOSED", T)?;
-    lab.emulator.control.wait_for("session-terminated", json!({"sid": sid, "by": "gateway"}), T)?;
+    lab.emulator.control.wait_for(
+        "session-terminated",
+        json!({"sid": sid, "by": "gateway"}),
+        T,
+    )?;
 
     let heard = analyse(&phone.received_wav()?, 1.5, &[ALICE_HZ, BOB_HZ])?;
     heard.check_present(ALICE_HZ, HEARD)?;
     heard.check_present(BOB_HZ, HEARD)?;
     let report = lab.emulator.request("status", Value::Null)?["report"].clone();
-    analyse(&scenario::session_recording(&report, &sid)?, 1.5, &[CALLER_HZ])?.check_present(CALLER_HZ, HEARD)?;
+    analyse(
+        &scenario::session_recording(&report, &sid)?,
+        1.5,
+        &[CALLER_HZ],
+    )?
+    .check_present(CALLER_HZ, HEARD)?;
     phone.stop();
     lab.gateway.stop()?;
     Ok(())
@@ -181,16 +261,37 @@ fn a_participant_added_mid_call_is_heard_on_the_phone_until_removed() -> Result<
     let mut lab = lab("dialin-source-add", "sourceadd", &GatewayOptions::default())?;
     caller_pcap(&lab.dir, Some(CALLER_HZ), 20.0)?;
     let room = lab.room.clone();
-    let mut call = SippCall::start_with(&lab.dir, "dialin-call.xml", "room", &lab.gateway.sip_target(), 13_000, &keys(&room, "0"))?;
+    let mut call = SippCall::start_with(
+        &lab.dir,
+        "dialin-call.xml",
+        "room",
+        &lab.gateway.sip_target(),
+        13_000,
+        &keys(&room, "0"),
+    )?;
     let capture = RtpCapture::start(&lab.dir, "caller-rx", call.media_port)?;
     let nick = lab.gateway_joined()?;
     let sid = lab.session_connected(&nick)?;
     lab.wait_recorded(&sid, 3)?;
-    let added = lab.emulator.request("add-participant", Participant::tone("carol", CAROL_HZ).command_args(&room))?;
-    let added_t = lab.emulator.control.wait_for("source-add-sent", json!({"sid": sid}), T)?["t"].as_f64().unwrap();
+    let added = lab.emulator.request(
+        "add-participant",
+        Participant::tone("carol", CAROL_HZ).command_args(&room),
+    )?;
+    let added_t = lab
+        .emulator
+        .control
+        .wait_for("source-add-sent", json!({"sid": sid}), T)?["t"]
+        .as_f64()
+        .unwrap();
     lab.wait_recorded(&sid, 8)?;
-    lab.emulator.request("remove-participant", json!({"name": "carol"}))?;
-    let removed_t = lab.emulator.control.wait_for("source-remove-sent", json!({"sid": sid}), T)?["t"].as_f64().unwrap();
+    lab.emulator
+        .request("remove-participant", json!({"name": "carol"}))?;
+    let removed_t = lab
+        .emulator
+        .control
+        .wait_for("source-remove-sent", json!({"sid": sid}), T)?["t"]
+        .as_f64()
+        .unwrap();
     call.wait_success(Duration::from_secs(40))?;
     let (heard, _) = capture.finish(&lab.dir.join("caller-rx.wav"))?;
     assert!(added["participant"]["ssrc"].is_u64());
@@ -198,16 +299,28 @@ fn a_participant_added_mid_call_is_heard_on_the_phone_until_removed() -> Result<
     // The capture starts with the call; the emulator's clock maps to it through the first
     // session-accept. Margins of 1 s keep the transitions out of each window.
     let report = lab.emulator.request("status", Value::Null)?["report"].clone();
-    let accepted_t = scenario::session(&report, &sid)?["t"]["accept_received"].as_f64().context("accept time")?;
+    let accepted_t = scenario::session(&report, &sid)?["t"]["accept_received"]
+        .as_f64()
+        .context("accept time")?;
     let rec = audio::Recording::read(&heard)?;
     let freqs = [ALICE_HZ, BOB_HZ, CAROL_HZ];
     let before = rec.slice(1.0, added_t - accepted_t).tones(&freqs);
-    before.check_absent(CAROL_HZ, SILENT_DBFS).context("carol before she joined")?;
-    let during = rec.slice(added_t - accepted_t + 1.0, removed_t - accepted_t).tones(&freqs);
-    during.check_present(CAROL_HZ, HEARD).context("carol after source-add")?;
+    before
+        .check_absent(CAROL_HZ, SILENT_DBFS)
+        .context("carol before she joined")?;
+    let during = rec
+        .slice(added_t - accepted_t + 1.0, removed_t - accepted_t)
+        .tones(&freqs);
+    during
+        .check_present(CAROL_HZ, HEARD)
+        .context("carol after source-add")?;
     during.check_present(ALICE_HZ, HEARD)?;
-    let after = rec.slice(removed_t - accepted_t + 1.0, rec.seconds()).tones(&freqs);
-    after.check_absent(CAROL_HZ, SILENT_DBFS).context("carol after source-remove")?;
+    let after = rec
+        .slice(removed_t - accepted_t + 1.0, rec.seconds())
+        .tones(&freqs);
+    after
+        .check_absent(CAROL_HZ, SILENT_DBFS)
+        .context("carol after source-remove")?;
     after.check_present(BOB_HZ, HEARD)?;
     lab.gateway.stop()?;
     Ok(())
@@ -220,7 +333,14 @@ fn a_participant_added_mid_call_is_heard_on_the_phone_until_removed() -> Result<
 fn call_waiting_for_bye(lab: &mut DialInLab) -> Result<(SippCall, String, String)> {
     caller_pcap(&lab.dir, Some(CALLER_HZ), 60.0)?;
     let room = lab.room.clone();
-    let call = SippCall::start_with(&lab.dir, "dialin-wait-bye.xml", "room", &lab.gateway.sip_target(), 0, &keys(&room, "0"))?;
+    let call = SippCall::start_with(
+        &lab.dir,
+        "dialin-wait-bye.xml",
+        "room",
+        &lab.gateway.sip_target(),
+        0,
+        &keys(&room, "0"),
+    )?;
     let nick = lab.gateway_joined()?;
     let sid = lab.session_connected(&nick)?;
     lab.wait_recorded(&sid, 1)?;
@@ -234,7 +354,10 @@ fn bye_reason(call: &SippCall) -> Result<String> {
         .iter()
         .find(|m| !m.sent && m.first_line().starts_with("BYE "))
         .context("SIPp received no BYE")?;
-    Ok(bye.header("Reason").context("BYE without a Reason header")?.to_string())
+    Ok(bye
+        .header("Reason")
+        .context("BYE without a Reason header")?
+        .to_string())
 }
 
 #[test]
@@ -243,13 +366,26 @@ fn caller_bye_terminates_the_jingle_session_and_leaves_the_room() -> Result<()> 
     let idle = resources(&lab)?;
     caller_pcap(&lab.dir, Some(CALLER_HZ), 6.0)?;
     let room = lab.room.clone();
-    let mut call = SippCall::start_with(&lab.dir, "dialin-call.xml", "room", &lab.gateway.sip_target(), 2000, &keys(&room, "0"))?;
+    let mut call = SippCall::start_with(
+        &lab.dir,
+        "dialin-call.xml",
+        "room",
+        &lab.gateway.sip_target(),
+        2000,
+        &keys(&room, "0"),
+    )?;
     let nick = lab.gateway_joined()?;
     let sid = lab.session_connected(&nick)?;
     call.wait_success(T)?;
-    let ended = lab.emulator.control.wait_for("session-terminated", json!({"sid": sid, "by": "gateway"}), T)?;
+    let ended = lab.emulator.control.wait_for(
+        "session-terminated",
+        json!({"sid": sid, "by": "gateway"}),
+        T,
+    )?;
     assert_eq!(ended["reason"], json!("success"), "{ended}");
-    lab.emulator.control.wait_for("occupant-left", json!({"nick": nick}), T)?;
+    lab.emulator
+        .control
+        .wait_for("occupant-left", json!({"nick": nick}), T)?;
     back_to(&mut lab, &idle)?;
     lab.gateway.stop()?;
     Ok(())
@@ -259,14 +395,30 @@ fn caller_bye_terminates_the_jingle_session_and_leaves_the_room() -> Result<()> 
 fn caller_cancel_while_ringing_gets_487_and_the_occupant_leaves() -> Result<()> {
     // No offer ever comes (the focus waits for more participants), so the call keeps ringing.
     let dir = paths::run_dir("hangup-cancel")?;
-    let mut lab = DialInLab::start(Path::new(BIN), &dir, "cancel", participants(), |o| o.min_participants = 10, &GatewayOptions::default())?;
+    let mut lab = DialInLab::start(
+        Path::new(BIN),
+        &dir,
+        "cancel",
+        participants(),
+        |o| o.min_participants = 10,
+        &GatewayOptions::default(),
+    )?;
     let idle = resources(&lab)?;
     caller_pcap(&lab.dir, Some(CALLER_HZ), 2.0)?;
     let room = lab.room.clone();
-    let mut call = SippCall::start_with(&lab.dir, "dialin-cancel.xml", "room", &lab.gateway.sip_target(), 0, &keys(&room, "0"))?;
+    let mut call = SippCall::start_with(
+        &lab.dir,
+        "dialin-cancel.xml",
+        "room",
+        &lab.gateway.sip_target(),
+        0,
+        &keys(&room, "0"),
+    )?;
     let nick = lab.gateway_joined()?;
     call.wait_success(T)?; // the scenario requires 200 to the CANCEL and 487 to the INVITE
-    lab.emulator.control.wait_for("occupant-left", json!({"nick": nick}), T)?;
+    lab.emulator
+        .control
+        .wait_for("occupant-left", json!({"nick": nick}), T)?;
     back_to(&mut lab, &idle)?;
     lab.gateway.stop()?;
     Ok(())
@@ -274,14 +426,22 @@ fn caller_cancel_while_ringing_gets_487_and_the_occupant_leaves() -> Result<()> 
 
 /// Runs a call, makes `end` happen on the conference side, and checks the caller got a BYE whose
 /// Reason carries `cause`, and that the gateway is back to idle.
-fn conference_side_hangup(name: &str, gw: GatewayOptions, cause: u16, end: impl FnOnce(&mut DialInLab, &str, &str) -> Result<()>) -> Result<()> {
+fn conference_side_hangup(
+    name: &str,
+    gw: GatewayOptions,
+    cause: u16,
+    end: impl FnOnce(&mut DialInLab, &str, &str) -> Result<()>,
+) -> Result<()> {
     let mut lab = lab(name, name.replace('-', "").as_str(), &gw)?;
     let idle = resources(&lab)?;
     let (mut call, nick, sid) = call_waiting_for_bye(&mut lab)?;
     end(&mut lab, &nick, &sid)?;
     call.wait_success(T)?;
     let reason = bye_reason(&call)?;
-    assert!(reason.starts_with(&format!("SIP;cause={cause}")) && reason.contains("text="), "Reason: {reason}");
+    assert!(
+        reason.starts_with(&format!("SIP;cause={cause}")) && reason.contains("text="),
+        "Reason: {reason}"
+    );
     back_to(&mut lab, &idle)?;
     lab.gateway.stop()?;
     Ok(())
@@ -292,51 +452,96 @@ fn focus_session_terminate_without_reinvite_ends_the_call_with_reason_408() -> R
     // jigasi keeps the phone for a re-invite until the invite timeout, then hangs up.
     let gw = GatewayOptions::default().env("JIGASI_JVB_TIMEOUT", "2000");
     conference_side_hangup("hangup-focus-terminate", gw, 408, |lab, nick, _| {
-        lab.emulator.request("terminate", json!({"occupant": nick, "reason": "success", "text": "bye"}))?;
+        lab.emulator.request(
+            "terminate",
+            json!({"occupant": nick, "reason": "success", "text": "bye"}),
+        )?;
         Ok(())
     })
 }
 
 #[test]
 fn a_kick_ends_the_call_with_bye_and_reason() -> Result<()> {
-    conference_side_hangup("hangup-kick", GatewayOptions::default(), 403, |lab, nick, _| {
-        lab.emulator.request("kick", json!({"occupant": nick, "reason": "behave"}))?;
-        Ok(())
-    })
+    conference_side_hangup(
+        "hangup-kick",
+        GatewayOptions::default(),
+        403,
+        |lab, nick, _| {
+            lab.emulator
+                .request("kick", json!({"occupant": nick, "reason": "behave"}))?;
+            Ok(())
+        },
+    )
 }
 
 #[test]
 fn the_room_being_destroyed_ends_the_call_with_bye_and_reason() -> Result<()> {
-    conference_side_hangup("hangup-destroyed", GatewayOptions::default(), 410, |lab, _, _| {
-        let room = lab.room.clone();
-        lab.emulator.request("destroy-room", json!({"room": room}))?;
-        Ok(())
-    })
+    conference_side_hangup(
+        "hangup-destroyed",
+        GatewayOptions::default(),
+        410,
+        |lab, _, _| {
+            let room = lab.room.clone();
+            lab.emulator
+                .request("destroy-room", json!({"room": room}))?;
+            Ok(())
+        },
+    )
 }
 
 #[test]
 fn losing_the_xmpp_connection_ends_the_call_with_bye_and_reason() -> Result<()> {
-    conference_side_hangup("hangup-xmpp-lost", GatewayOptions::default(), 503, |lab, _, _| {
-        lab.prosody.stop();
-        Ok(())
-    })
+    conference_side_hangup(
+        "hangup-xmpp-lost",
+        GatewayOptions::default(),
+        503,
+        |lab, _, _| {
+            lab.prosody.stop();
+            Ok(())
+        },
+    )
 }
 
 #[test]
 fn no_offer_within_the_invite_timeout_refuses_the_ringing_call_with_reason() -> Result<()> {
     let dir = paths::run_dir("hangup-no-offer")?;
     let gw = GatewayOptions::default().env("JIGASI_JVB_TIMEOUT", "1500");
-    let mut lab = DialInLab::start(Path::new(BIN), &dir, "nooffer", participants(), |o| o.min_participants = 10, &gw)?;
+    let mut lab = DialInLab::start(
+        Path::new(BIN),
+        &dir,
+        "nooffer",
+        participants(),
+        |o| o.min_participants = 10,
+        &gw,
+    )?;
     let idle = resources(&lab)?;
     caller_pcap(&lab.dir, Some(CALLER_HZ), 2.0)?;
     let room = lab.room.clone();
-    let mut call = SippCall::start_with(&lab.dir, "dialin-refused.xml", "room", &lab.gateway.sip_target(), 0, &keys(&room, "0"))?;
+    let mut call = SippCall::start_with(
+        &lab.dir,
+        "dialin-refused.xml",
+        "room",
+        &lab.gateway.sip_target(),
+        0,
+        &keys(&room, "0"),
+    )?;
     let nick = lab.gateway_joined()?;
     call.wait_success(T)?;
-    let last = call.messages().into_iter().rfind(|m| !m.sent && m.status().is_some()).context("no response")?;
+    let last = call
+        .messages()
+        .into_iter()
+        .rfind(|m| !m.sent && m.status().is_some())
+        .context("no response")?;
     assert_eq!(last.status(), Some(408), "{}", last.text);
-    assert!(last.header("Reason").is_some_and(|r| r.contains("cause=408")), "{}", last.text);
-    lab.emulator.control.wait_for("occupant-left", json!({"nick": nick}), T)?;
+    assert!(
+        last.header("Reason")
+            .is_some_and(|r| r.contains("cause=408")),
+        "{}",
+        last.text
+    );
+    lab.emulator
+        .control
+        .wait_for("occupant-left", json!({"nick": nick}), T)?;
     back_to(&mut lab, &idle)?;
     lab.gateway.stop()?;
     Ok(())
@@ -345,28 +550,57 @@ fn no_offer_within_the_invite_timeout_refuses_the_ringing_call_with_reason() -> 
 // ---------------------------------------------------------------------------------------------
 // Calls refused before anything reaches XMPP.
 
-fn refused(name: &str, gw: GatewayOptions, room_header: &str, room: &str, pts: &str) -> Result<(u16, DialInLab)> {
+fn refused(
+    name: &str,
+    gw: GatewayOptions,
+    room_header: &str,
+    room: &str,
+    pts: &str,
+) -> Result<(u16, DialInLab)> {
     let lab = lab(name, "refusals", &gw)?;
     caller_pcap(&lab.dir, Some(CALLER_HZ), 2.0)?;
     let mut k = keys(room, pts);
     k[0].1 = room_header;
-    let mut call = SippCall::start_with(&lab.dir, "dialin-refused.xml", "room", &lab.gateway.sip_target(), 0, &k)?;
+    let mut call = SippCall::start_with(
+        &lab.dir,
+        "dialin-refused.xml",
+        "room",
+        &lab.gateway.sip_target(),
+        0,
+        &k,
+    )?;
     call.wait_success(T)?;
-    let last = call.messages().into_iter().rfind(|m| !m.sent && m.status().is_some()).context("no response")?;
+    let last = call
+        .messages()
+        .into_iter()
+        .rfind(|m| !m.sent && m.status().is_some())
+        .context("no response")?;
     Ok((last.status().unwrap_or(0), lab))
 }
 
 /// No occupant other than the emulated participants ever joined the room.
 fn nobody_joined(lab: &mut DialInLab) -> Result<()> {
     let events = lab.emulator.control.events().to_vec();
-    let joined: Vec<_> = events.iter().filter(|e| e["event"] == json!("occupant-joined") && e["emulated"] == json!(false)).collect();
-    anyhow::ensure!(joined.is_empty(), "the gateway joined although it refused the call: {joined:?}");
+    let joined: Vec<_> = events
+        .iter()
+        .filter(|e| e["event"] == json!("occupant-joined") && e["emulated"] == json!(false))
+        .collect();
+    anyhow::ensure!(
+        joined.is_empty(),
+        "the gateway joined although it refused the call: {joined:?}"
+    );
     Ok(())
 }
 
 #[test]
 fn without_a_room_header_or_default_room_the_call_gets_486() -> Result<()> {
-    let (status, mut lab) = refused("refuse-no-room", GatewayOptions::default(), "X-Unrelated", "whatever", "0")?;
+    let (status, mut lab) = refused(
+        "refuse-no-room",
+        GatewayOptions::default(),
+        "X-Unrelated",
+        "whatever",
+        "0",
+    )?;
     assert_eq!(status, 486);
     nobody_joined(&mut lab)?;
     lab.gateway.stop()?;
@@ -375,7 +609,13 @@ fn without_a_room_header_or_default_room_the_call_gets_486() -> Result<()> {
 
 #[test]
 fn a_hostile_room_name_gets_400_and_no_presence_is_sent() -> Result<()> {
-    let (status, mut lab) = refused("refuse-bad-room", GatewayOptions::default(), "Jitsi-Conference-Room", "evil'/><presence", "0")?;
+    let (status, mut lab) = refused(
+        "refuse-bad-room",
+        GatewayOptions::default(),
+        "Jitsi-Conference-Room",
+        "evil'/><presence",
+        "0",
+    )?;
     assert_eq!(status, 400);
     nobody_joined(&mut lab)?;
     lab.gateway.stop()?;
@@ -385,7 +625,13 @@ fn a_hostile_room_name_gets_400_and_no_presence_is_sent() -> Result<()> {
 #[test]
 fn an_offer_with_only_unsupported_codecs_gets_488() -> Result<()> {
     // 18 = G.729 and 3 = GSM: static payload types we do not speak.
-    let (status, mut lab) = refused("refuse-codecs", GatewayOptions::default(), "Jitsi-Conference-Room", "codecs", "18 3")?;
+    let (status, mut lab) = refused(
+        "refuse-codecs",
+        GatewayOptions::default(),
+        "Jitsi-Conference-Room",
+        "codecs",
+        "18 3",
+    )?;
     assert_eq!(status, 488);
     nobody_joined(&mut lab)?;
     lab.gateway.stop()?;

@@ -154,6 +154,9 @@ fn xmpp(r: &mut Reader<'_>) -> Option<XmppSettings> {
     let muc_join_timeout = r.req("xmpp.muc_join_timeout_s", |t| {
         parse_u64(t, 1, 3600, "a number of seconds")
     });
+    let pool_size = r.req("xmpp.pool_size", |t| {
+        parse_u16(t, 0, 100, "a number of connections")
+    });
     let region = r.opt("xmpp.region", parse_text);
     let stats_id = r.opt("xmpp.stats_id", parse_text);
     let trusted_domains = r.list("xmpp.trusted_domains", |_, t| t.parse(), Ok);
@@ -174,6 +177,7 @@ fn xmpp(r: &mut Reader<'_>) -> Option<XmppSettings> {
         enable_visitors: enable_visitors?,
         focus_resource: focus_resource?,
         muc_join_timeout: Duration::from_secs(muc_join_timeout?),
+        pool_size: pool_size?.into(),
         region: region?,
         stats_id: stats_id?,
         trusted_domains: trusted_domains?,
@@ -287,12 +291,14 @@ fn media(r: &mut Reader<'_>) -> Option<MediaSettings> {
     });
     let opus_fec = r.req("media.opus_fec", parse_bool);
     let opus_dtx = r.req("media.opus_dtx", parse_bool);
+    let bind_ip = r.req("media.bind_ip", parse_ip);
     Some(MediaSettings {
         ports: ports?,
         opus_complexity: opus_complexity?,
         opus_bitrate: opus_bitrate?,
         opus_fec: opus_fec?,
         opus_dtx: opus_dtx?,
+        bind_ip: bind_ip?,
     })
 }
 

@@ -242,6 +242,12 @@ pub(crate) static KEYS: &[KeySpec] = &[
     .def("10")
     .props(&["org.jitsi.jigasi.MUC_JOIN_TIMEOUT"]),
     k(
+        "xmpp.pool_size",
+        Int,
+        "logged-in XMPP connections kept ready for new calls, 0-100",
+    )
+    .def("2"),
+    k(
         "xmpp.region",
         Str,
         "region advertised in presence and brewery stats",
@@ -400,6 +406,12 @@ pub(crate) static KEYS: &[KeySpec] = &[
     )
     .def("true"),
     k("media.opus_dtx", Bool, "Opus discontinuous transmission").def("false"),
+    k(
+        "media.bind_ip",
+        Str,
+        "local IP address the media sockets bind",
+    )
+    .def("0.0.0.0"),
     // --- call ---------------------------------------------------------------------------------
     k(
         "call.invite_timeout_ms",

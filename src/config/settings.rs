@@ -39,6 +39,8 @@ pub struct XmppSettings {
     pub enable_visitors: bool,
     pub focus_resource: String,
     pub muc_join_timeout: Duration,
+    /// Logged-in connections kept ready so a call does not wait for a login.
+    pub pool_size: usize,
     pub region: Option<String>,
     pub stats_id: Option<String>,
     pub trusted_domains: Vec<DomainName>,
@@ -108,6 +110,8 @@ pub struct MediaSettings {
     pub opus_bitrate: u32,
     pub opus_fec: bool,
     pub opus_dtx: bool,
+    /// Address the media sockets bind (0.0.0.0: all interfaces).
+    pub bind_ip: IpAddr,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

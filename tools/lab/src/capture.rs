@@ -25,7 +25,10 @@ impl RtpCapture {
             .arg(&pcap);
         let mut proc = Supervised::spawn("dumpcap", cmd, &log)?;
         let deadline = Instant::now() + Duration::from_secs(10);
-        while !std::fs::read_to_string(&log).unwrap_or_default().contains("Capturing on") {
+        while !std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .contains("Capturing on")
+        {
             proc.check_alive()?;
             if Instant::now() > deadline {
                 bail!("dumpcap did not start capturing: {}", proc.log_tail(10));
@@ -39,8 +42,13 @@ impl RtpCapture {
     /// order) as an 8 kHz WAV; returns its path and the number of RTP packets.
     pub fn finish(mut self, wav: &Path) -> Result<(PathBuf, usize)> {
         self.proc.stop();
-        let data = std::fs::read(&self.pcap)
-            .with_context(|| format!("reading {} ({})", self.pcap.display(), proc::tail(&self.log, 5)))?;
+        let data = std::fs::read(&self.pcap).with_context(|| {
+            format!(
+                "reading {} ({})",
+                self.pcap.display(),
+                proc::tail(&self.log, 5)
+            )
+        })?;
         let packets = udp_payloads(&data)?;
         let mut pcmu = Vec::new();
         let mut pcma = Vec::new();
@@ -53,12 +61,18 @@ impl RtpCapture {
                 }
             }
         }
-        let (encoding, raw) = if pcma.len() > pcmu.len() { ("a-law", pcma) } else { ("mu-law", pcmu) };
+        let (encoding, raw) = if pcma.len() > pcmu.len() {
+            ("a-law", pcma)
+        } else {
+            ("mu-law", pcmu)
+        };
         let raw_path = wav.with_extension("g711");
         std::fs::write(&raw_path, &raw)?;
         proc::run(
             Command::new("sox")
-                .args(["-t", "raw", "-e", encoding, "-b", "8", "-r", "8000", "-c", "1"])
+                .args([
+                    "-t", "raw", "-e", encoding, "-b", "8", "-r", "8000", "-c", "1",
+                ])
                 .arg(&raw_path)
                 .args(["-b", "16"])
                 .arg(wav),
@@ -81,7 +95,9 @@ fn udp_payloads(pcap: &[u8]) -> Result<Vec<Vec<u8>>> {
     let mut i = 24;
     while i + 16 <= pcap.len() {
         let caplen = u32::from_le_bytes(pcap[i + 8..i + 12].try_into()?) as usize;
-        let frame = pcap.get(i + 16..i + 16 + caplen).context("truncated pcap record")?;
+        let frame = pcap
+            .get(i + 16..i + 16 + caplen)
+            .context("truncated pcap record")?;
         i += 16 + caplen;
         // Ethernet (14) + IPv4 header (IHL) + UDP (8).
         if frame.len() < 14 + 20 + 8 || frame[12..14] != [0x08, 0x00] || frame[14] >> 4 != 4 {

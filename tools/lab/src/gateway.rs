@@ -1,8 +1,8 @@
 //! The gateway under test as a real process: configured the docker way (environment variables)
 //! plus flags for the lab's ports, logging JSON so tests can read what it did.
 
-use crate::prosody::Prosody;
 use crate::proc::{self, Supervised};
+use crate::prosody::Prosody;
 use crate::{http, net};
 use anyhow::{bail, Context, Result};
 use serde_json::Value;
@@ -49,7 +49,10 @@ impl Gateway {
         let mut cmd = Command::new(bin);
         cmd.env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("RUST_LOG", std::env::var("GATEWAY_LOG").unwrap_or_else(|_| "info".into()))
+            .env(
+                "RUST_LOG",
+                std::env::var("GATEWAY_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .env("RUST_BACKTRACE", "1")
             .env("XMPP_SERVER", format!("127.0.0.1:{}", prosody.c2s_port))
             .env("XMPP_DOMAIN", &prosody.domain)
@@ -73,16 +76,28 @@ impl Gateway {
         let mut proc = Supervised::spawn("gateway", cmd, &log)?;
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            if read_log(&log).iter().any(|l| l["message"] == "gateway ready") {
+            if read_log(&log)
+                .iter()
+                .any(|l| l["message"] == "gateway ready")
+            {
                 break;
             }
             proc.check_alive()?;
             if Instant::now() > deadline {
-                bail!("the gateway did not log \"gateway ready\":\n{}", proc.log_tail(30));
+                bail!(
+                    "the gateway did not log \"gateway ready\":\n{}",
+                    proc.log_tail(30)
+                );
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        Ok(Self { proc, sip_port, api_port, media_ports, log })
+        Ok(Self {
+            proc,
+            sip_port,
+            api_port,
+            media_ports,
+            log,
+        })
     }
 
     pub fn pid(&self) -> u32 {
@@ -99,7 +114,12 @@ impl Gateway {
     }
 
     /// Waits for a log line satisfying `pred` (e.g. a call's end) and returns it.
-    pub fn wait_log(&mut self, what: &str, timeout: Duration, pred: impl Fn(&Value) -> bool) -> Result<Value> {
+    pub fn wait_log(
+        &mut self,
+        what: &str,
+        timeout: Duration,
+        pred: impl Fn(&Value) -> bool,
+    ) -> Result<Value> {
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(line) = self.log_lines().into_iter().find(|l| pred(l)) {
@@ -107,7 +127,10 @@ impl Gateway {
             }
             self.proc.check_alive()?;
             if Instant::now() > deadline {
-                bail!("no log line for {what} within {timeout:?}:\n{}", self.proc.log_tail(30));
+                bail!(
+                    "no log line for {what} within {timeout:?}:\n{}",
+                    self.proc.log_tail(30)
+                );
             }
             std::thread::sleep(Duration::from_millis(25));
         }
@@ -141,7 +164,11 @@ impl Gateway {
         }
         let status = self.proc.wait_exit(Duration::from_secs(15))?;
         if !status.success() {
-            bail!("the gateway exited with {}:\n{}", proc::describe(status), self.proc.log_tail(30));
+            bail!(
+                "the gateway exited with {}:\n{}",
+                proc::describe(status),
+                self.proc.log_tail(30)
+            );
         }
         Ok(status)
     }

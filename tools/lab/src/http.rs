@@ -8,12 +8,16 @@ use std::time::Duration;
 
 /// `GET path` on 127.0.0.1:`port`; returns the status code and the body.
 pub fn get(port: u16, path: &str) -> Result<(u16, String)> {
-    request(port, &format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"))
+    request(
+        port,
+        &format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"),
+    )
 }
 
 /// Sends `raw` as is (for malformed-request tests) and returns the status code and the body.
 pub fn request(port: u16, raw: &str) -> Result<(u16, String)> {
-    let mut s = TcpStream::connect((crate::net::LOOPBACK, port)).with_context(|| format!("connecting to port {port}"))?;
+    let mut s = TcpStream::connect((crate::net::LOOPBACK, port))
+        .with_context(|| format!("connecting to port {port}"))?;
     s.set_read_timeout(Some(Duration::from_secs(10)))?;
     s.write_all(raw.as_bytes())?;
     let mut buf = Vec::new();
@@ -27,7 +31,10 @@ pub fn request(port: u16, raw: &str) -> Result<(u16, String)> {
         .nth(1)
         .and_then(|s| s.parse().ok())
         .with_context(|| format!("bad status line in {head:?}"))?;
-    let body = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
         dechunk(body)?
     } else {
         body.to_owned()

@@ -19,13 +19,20 @@ impl RoomProxy {
     pub fn start(dir: &Path, gateway: &str, room_header: &str) -> Result<Self> {
         let port = net::free_udp_tcp_port()?;
         let mut cmd = Command::new(paths::lab_dir().join("kamailio/run-kamailio.sh"));
-        cmd.arg(dir.join("kamailio")).arg(port.to_string()).arg(gateway).arg(room_header);
+        cmd.arg(dir.join("kamailio"))
+            .arg(port.to_string())
+            .arg(gateway)
+            .arg(room_header);
         let mut proc = Supervised::spawn("kamailio", cmd, &dir.join("kamailio.log"))?;
         // UDP only: ready once the port is taken.
         let deadline = Instant::now() + Duration::from_secs(10);
         while std::net::UdpSocket::bind((net::LOOPBACK, port)).is_ok() {
             proc.check_alive()?;
-            anyhow::ensure!(Instant::now() < deadline, "kamailio did not bind {port}:\n{}", proc.log_tail(20));
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "kamailio did not bind {port}:\n{}",
+                proc.log_tail(20)
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
         Ok(Self { port, proc })

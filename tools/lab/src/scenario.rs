@@ -1,8 +1,8 @@
 //! Ready-made lab scenarios shared by the demo and the tests.
 
 use crate::audio::{Recording, ToneReport};
-use crate::emulator::{self, EchoOptions, Participant, PyService};
 use crate::emulator::EmulatorOptions;
+use crate::emulator::{self, EchoOptions, Participant, PyService};
 use crate::prosody::Prosody;
 use anyhow::{anyhow, Context, Result};
 use serde_json::{json, Value};
@@ -149,24 +149,44 @@ impl DialInLab {
         emulator_opts(&mut opts);
         let emulator = emulator::start_emulator(&prosody, dir, &opts)?;
         let gateway = crate::gateway::Gateway::start(bin, dir, &prosody, gateway_opts)?;
-        Ok(Self { dir: dir.to_path_buf(), room: room.into(), prosody, emulator, gateway })
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            room: room.into(),
+            prosody,
+            emulator,
+            gateway,
+        })
     }
 
     /// Waits for the gateway's occupant to join the room; returns its nick.
     pub fn gateway_joined(&mut self) -> Result<String> {
-        let ev = self.emulator.control.wait_event("the gateway joining the room", Duration::from_secs(15), |e| {
-            e["event"] == json!("occupant-joined") && e["emulated"] == json!(false)
-        })?;
-        ev["nick"].as_str().map(str::to_owned).ok_or_else(|| anyhow!("no nick in {ev}"))
+        let ev = self.emulator.control.wait_event(
+            "the gateway joining the room",
+            Duration::from_secs(15),
+            |e| e["event"] == json!("occupant-joined") && e["emulated"] == json!(false),
+        )?;
+        ev["nick"]
+            .as_str()
+            .map(str::to_owned)
+            .ok_or_else(|| anyhow!("no nick in {ev}"))
     }
 
     /// Waits until the emulator's session with the gateway's occupant `nick` is media-connected;
     /// returns the session id.
     pub fn session_connected(&mut self, nick: &str) -> Result<String> {
         let t = Duration::from_secs(15);
-        let sent = self.emulator.control.wait_for("session-initiate-sent", json!({"occupant": nick}), t)?;
-        let sid = sent["sid"].as_str().ok_or_else(|| anyhow!("no sid in {sent}"))?.to_string();
-        self.emulator.control.wait_for("dtls-connected", json!({"sid": sid}), t)?;
+        let sent = self.emulator.control.wait_for(
+            "session-initiate-sent",
+            json!({"occupant": nick}),
+            t,
+        )?;
+        let sid = sent["sid"]
+            .as_str()
+            .ok_or_else(|| anyhow!("no sid in {sent}"))?
+            .to_string();
+        self.emulator
+            .control
+            .wait_for("dtls-connected", json!({"sid": sid}), t)?;
         Ok(sid)
     }
 
@@ -176,7 +196,11 @@ impl DialInLab {
         self.emulator.control.wait_event(
             &format!("{seconds} s of audio from the gateway"),
             Duration::from_secs(seconds * 3 + 10),
-            |e| e["event"] == json!("rx-audio") && e["sid"] == json!(sid) && e["seconds"].as_u64().is_some_and(|s| s >= seconds),
+            |e| {
+                e["event"] == json!("rx-audio")
+                    && e["sid"] == json!(sid)
+                    && e["seconds"].as_u64().is_some_and(|s| s >= seconds)
+            },
         )?;
         Ok(())
     }

@@ -96,7 +96,13 @@ pub struct SippCall {
 impl SippCall {
     /// Starts SIPp in `dir` (where the scenario's pcap, `caller.pcap`, must be), calling `user`
     /// at `target` and holding the call for `hold_ms` after the 200 OK.
-    pub fn start(dir: &Path, scenario: &str, user: &str, target: &str, hold_ms: u64) -> Result<Self> {
+    pub fn start(
+        dir: &Path,
+        scenario: &str,
+        user: &str,
+        target: &str,
+        hold_ms: u64,
+    ) -> Result<Self> {
         Self::start_with(dir, scenario, user, target, hold_ms, &[])
     }
 
@@ -125,7 +131,11 @@ impl SippCall {
             cmd.args(["-key", k, v]);
         }
         let proc = Supervised::spawn("sipp", cmd, &dir.join("sipp.log"))?;
-        Ok(Self { proc, dir: dir.to_path_buf(), media_port })
+        Ok(Self {
+            proc,
+            dir: dir.to_path_buf(),
+            media_port,
+        })
     }
 
     /// Waits for the scenario to finish and fails (with SIPp's own error trace) unless the call
@@ -133,7 +143,11 @@ impl SippCall {
     pub fn wait_success(&mut self, timeout: std::time::Duration) -> Result<()> {
         let status = self.proc.wait_exit(timeout)?;
         if !status.success() {
-            let errors: String = self.trace_files("_errors.log").iter().filter_map(|p| std::fs::read_to_string(p).ok()).collect();
+            let errors: String = self
+                .trace_files("_errors.log")
+                .iter()
+                .filter_map(|p| std::fs::read_to_string(p).ok())
+                .collect();
             anyhow::bail!(
                 "SIPp call failed ({}):\n{}\n{}",
                 proc::describe(status),
@@ -182,15 +196,23 @@ impl SippMessage {
     /// The status code of a response.
     pub fn status(&self) -> Option<u16> {
         let line = self.first_line();
-        line.strip_prefix("SIP/2.0 ")?.split_whitespace().next()?.parse().ok()
+        line.strip_prefix("SIP/2.0 ")?
+            .split_whitespace()
+            .next()?
+            .parse()
+            .ok()
     }
 
     /// The value of the first header called `name` (case-insensitive).
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.text.lines().skip(1).take_while(|l| !l.is_empty()).find_map(|l| {
-            let (n, v) = l.split_once(':')?;
-            n.trim().eq_ignore_ascii_case(name).then(|| v.trim())
-        })
+        self.text
+            .lines()
+            .skip(1)
+            .take_while(|l| !l.is_empty())
+            .find_map(|l| {
+                let (n, v) = l.split_once(':')?;
+                n.trim().eq_ignore_ascii_case(name).then(|| v.trim())
+            })
     }
 }
 
@@ -203,7 +225,11 @@ fn parse_messages(log: &str) -> Vec<SippMessage> {
         if let Some(rest) = line.strip_prefix("----------------------------------------------- ") {
             let mut parts = rest.split_whitespace();
             let (date, time) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-            out.push(SippMessage { sent: false, time: parse_time(date, time), text: String::new() });
+            out.push(SippMessage {
+                sent: false,
+                time: parse_time(date, time),
+                text: String::new(),
+            });
             expect_direction = true;
         } else if let Some(m) = out.last_mut() {
             if expect_direction {

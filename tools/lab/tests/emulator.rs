@@ -269,14 +269,28 @@ fn the_focus_can_kick_an_occupant_and_destroy_the_room() -> Result<()> {
     let t = Duration::from_secs(10);
     let nick = room.echo_nick.clone();
 
-    let kick = room.emulator.request("kick", json!({"occupant": nick, "reason": "bye"}))?;
+    let kick = room
+        .emulator
+        .request("kick", json!({"occupant": nick, "reason": "bye"}))?;
     assert_eq!(kick["answer"]["type"], json!("result"), "{kick}");
-    room.emulator.control.wait_for("occupant-left", json!({"nick": nick}), t)?;
-    room.emulator.control.wait_for("session-terminated", json!({"sid": room.sid, "by": "left"}), t)?;
+    room.emulator
+        .control
+        .wait_for("occupant-left", json!({"nick": nick}), t)?;
+    room.emulator.control.wait_for(
+        "session-terminated",
+        json!({"sid": room.sid, "by": "left"}),
+        t,
+    )?;
 
-    let destroy = room.emulator.request("destroy-room", json!({"room": "kicktest"}))?;
+    let destroy = room
+        .emulator
+        .request("destroy-room", json!({"room": "kicktest"}))?;
     assert_eq!(destroy["answer"]["type"], json!("result"), "{destroy}");
-    room.emulator.control.wait_for("room-destroyed", json!({"room": "kicktest@muc.meet.jitsi"}), t)?;
+    room.emulator.control.wait_for(
+        "room-destroyed",
+        json!({"room": "kicktest@muc.meet.jitsi"}),
+        t,
+    )?;
     room.finish()?;
     Ok(())
 }
