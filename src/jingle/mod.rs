@@ -28,6 +28,8 @@ mod rtp;
 mod transport;
 mod xml;
 
+#[cfg(test)]
+mod tests;
 
 /// The XML element type that crosses module borders (`xmpp` hands it to `call`, `call` to us).
 pub type Element = xmpp_parsers::minidom::Element;
