@@ -286,6 +286,13 @@ async fn bind(stream: &mut Stream) -> Result<FullJid, XmppError> {
 
 fn connect_error(server: &str, e: XmppError) -> ConnectError {
     match e {
+        // tokio-rustls reports handshake failures (an untrusted certificate, …) as I/O errors.
+        XmppError::Io(e)
+            if e.get_ref()
+                .is_some_and(|inner| inner.downcast_ref::<rustls::Error>().is_some()) =>
+        {
+            ConnectError::Tls(e.to_string())
+        }
         XmppError::Io(e) => ConnectError::Unreachable {
             server: server.to_string(),
             reason: e.to_string(),

@@ -16,7 +16,7 @@ use std::time::Duration;
 use futures::{SinkExt, StreamExt};
 use tokio::sync::{mpsc, oneshot, Notify};
 use tokio::task::JoinHandle;
-use tokio::time::Sleep;
+use tokio::time::{Instant, Sleep};
 use tokio_xmpp::xmlstream::{
     FallibleStreamElement, ReadError, StreamElementError, XmppStreamElement,
 };
@@ -179,7 +179,8 @@ impl Connection {
         })?;
         Ok(PendingIq {
             answer,
-            deadline: Box::pin(tokio::time::sleep(self.iq_timeout)),
+            deadline: Instant::now() + self.iq_timeout,
+            timer: None,
             timeout: self.iq_timeout,
         })
     }
@@ -228,11 +229,13 @@ impl Connection {
     }
 }
 
-/// The answer to an IQ request of ours.
+/// The answer to an IQ request of ours. The IQ timeout runs from the request.
 #[derive(Debug)]
 pub struct PendingIq {
     answer: oneshot::Receiver<IqOutcome>,
-    deadline: Pin<Box<Sleep>>,
+    deadline: Instant,
+    /// Made on first poll, so that requests can be made outside a tokio runtime.
+    timer: Option<Pin<Box<Sleep>>>,
     timeout: Duration,
 }
 
@@ -243,7 +246,11 @@ impl Future for PendingIq {
         if let Poll::Ready(answer) = Pin::new(&mut self.answer).poll(cx) {
             return Poll::Ready(answer.unwrap_or(Err(IqError::Disconnected)));
         }
-        if self.deadline.as_mut().poll(cx).is_ready() {
+        let deadline = self.deadline;
+        let timer = self
+            .timer
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+        if timer.as_mut().poll(cx).is_ready() {
             return Poll::Ready(Err(IqError::Timeout(self.timeout)));
         }
         Poll::Pending

@@ -301,7 +301,7 @@ mod tests {
     use crate::xmpp::stanzas::test_support::xml;
 
     const ROOM: &str = "room1@muc.meet.jitsi";
-    const NICK: &str = "1a2b3c4d";
+    const NICK: &str = "8d6a43bd";
 
     fn presence(text: &str) -> Presence {
         Presence::try_from(xml(text)).unwrap()
@@ -313,30 +313,69 @@ mod tests {
         rooms
     }
 
-    // As Prosody 0.12 sends them (captured in the lab, ids and ports shortened).
-    const FOCUS: &str = r#"<presence xmlns="jabber:client" from="room1@muc.meet.jitsi/focus"
-            to="abc123@meet.jitsi/xyz">
-          <x xmlns="http://jabber.org/protocol/muc#user">
-            <item jid="focus@auth.meet.jitsi/focus" affiliation="owner" role="moderator"/>
+    // Captured from the lab Prosody 0.12 with the conference emulator in the room
+    // (tests/xmpp_connection.rs, stanzas traced at the connection), in the order they came.
+    const ALICE: &str = r#"<presence xmlns='jabber:client' from='room1@muc.meet.jitsi/e889f540'
+            id='5a017ea37fcd40ec9d288aa512bed561' to='junqave-9y-koygsr9fkkyee@meet.jitsi/iIORuXsyRAg1'>
+          <nick xmlns='http://jabber.org/protocol/nick'>alice</nick>
+          <SourceInfo>{"e889f540-a0":{"muted":false}}</SourceInfo>
+          <occupant-id xmlns='urn:xmpp:occupant-id:0' id='XQmP6TFNoyGoLaIYEvXlHdbcgHGF/YrT5xlyz2cLMhg='/>
+          <x xmlns='http://jabber.org/protocol/muc#user'>
+            <item affiliation='none' jid='i_rlctuqc2w-franlx3_hhrd@meet.jitsi/f7_Lw0MhfgVu' role='participant'/>
           </x>
         </presence>"#;
-    const ALICE: &str = r#"<presence xmlns="jabber:client" from="room1@muc.meet.jitsi/alice"
-            to="abc123@meet.jitsi/xyz">
-          <nick xmlns="http://jabber.org/protocol/nick">Alice</nick>
-          <x xmlns="http://jabber.org/protocol/muc#user">
-            <item jid="f00@meet.jitsi/e1" affiliation="none" role="participant"/>
+    const FOCUS: &str = r#"<presence xmlns='jabber:client' from='room1@muc.meet.jitsi/focus'
+            id='e9ead373e4154d72ada39ac7b2fa33cc' to='junqave-9y-koygsr9fkkyee@meet.jitsi/iIORuXsyRAg1'>
+          <occupant-id xmlns='urn:xmpp:occupant-id:0' id='qssbrj3m6qZqHgHxCeBohc6vfZAs2f0j0u1k0rqthsU='/>
+          <x xmlns='http://jabber.org/protocol/muc#user'>
+            <item affiliation='owner' jid='focus@auth.meet.jitsi/focus' role='moderator'/>
           </x>
         </presence>"#;
-    const SELF: &str = r#"<presence xmlns="jabber:client" from="room1@muc.meet.jitsi/1a2b3c4d"
-            to="abc123@meet.jitsi/xyz">
-          <nick xmlns="http://jabber.org/protocol/nick">+15551234567</nick>
-          <initiator xmlns="http://jitsi.org/protocol/jigasi">
-            <header xmlns="urn:xmpp:rayo:1" name="JigasiCallDirection" value="in"/>
+    const SELF: &str = r#"<presence xmlns='jabber:client' from='room1@muc.meet.jitsi/8d6a43bd'
+            to='junqave-9y-koygsr9fkkyee@meet.jitsi/iIORuXsyRAg1'>
+          <nick xmlns='http://jabber.org/protocol/nick'>+15551234567</nick>
+          <stat xmlns='http://jitsi.org/protocol/colibri' name='version' value='jitsi-sip-gateway 0.1.0'/>
+          <initiator xmlns='http://jitsi.org/protocol/jigasi'>
+            <header xmlns='urn:xmpp:rayo:1' name='JigasiCallDirection' value='in'/>
           </initiator>
-          <x xmlns="http://jabber.org/protocol/muc#user">
-            <status code="100"/>
-            <item jid="abc123@meet.jitsi/xyz" affiliation="none" role="participant"/>
-            <status code="110"/>
+          <features><feature var='http://jitsi.org/protocol/jigasi'/><feature var='urn:xmpp:jingle:dtmf:0'/></features>
+          <audiomuted>false</audiomuted>
+          <c xmlns='http://jabber.org/protocol/caps' hash='sha-1' node='http://jitsi.org' ver='uFKuUEa2CNC3yZ3E8NhBTgWBlHE='/>
+          <occupant-id xmlns='urn:xmpp:occupant-id:0' id='lzA4WXiACFmCK+qYKmnZgJo25UHaPEJBrJi31M7ImdY='/>
+          <x xmlns='http://jabber.org/protocol/muc#user'>
+            <status code='100'/>
+            <item affiliation='none' jid='junqave-9y-koygsr9fkkyee@meet.jitsi/iIORuXsyRAg1' role='participant'/>
+            <status code='110'/>
+          </x>
+        </presence>"#;
+    // The echo of our status update.
+    const SELF_STATUS: &str = r#"<presence xmlns='jabber:client' from='room1@muc.meet.jitsi/8d6a43bd'
+            to='junqave-9y-koygsr9fkkyee@meet.jitsi/iIORuXsyRAg1'>
+          <status xml:lang='en'>Initializing Call</status>
+          <nick xmlns='http://jabber.org/protocol/nick'>+15551234567</nick>
+          <initiator xmlns='http://jitsi.org/protocol/jigasi'>
+            <header xmlns='urn:xmpp:rayo:1' name='JigasiCallDirection' value='in'/>
+          </initiator>
+          <audiomuted>false</audiomuted>
+          <x xmlns='http://jabber.org/protocol/muc#user'>
+            <item affiliation='none' jid='junqave-9y-koygsr9fkkyee@meet.jitsi/iIORuXsyRAg1' role='participant'/>
+            <status code='110'/>
+          </x>
+        </presence>"#;
+    const SELF_LEFT: &str = r#"<presence xmlns='jabber:client' from='room1@muc.meet.jitsi/8d6a43bd'
+            to='junqave-9y-koygsr9fkkyee@meet.jitsi/iIORuXsyRAg1' type='unavailable'>
+          <occupant-id xmlns='urn:xmpp:occupant-id:0' id='lzA4WXiACFmCK+qYKmnZgJo25UHaPEJBrJi31M7ImdY='/>
+          <x xmlns='http://jabber.org/protocol/muc#user'>
+            <item affiliation='none' jid='junqave-9y-koygsr9fkkyee@meet.jitsi/iIORuXsyRAg1' role='none'/>
+            <status code='110'/>
+          </x>
+        </presence>"#;
+    const ALICE_LEFT: &str = r#"<presence xmlns='jabber:client' from='room1@muc.meet.jitsi/e889f540'
+            id='5d65745a4ea64c5fb827115c30c83b15' to='junqave-9y-koygsr9fkkyee@meet.jitsi/iIORuXsyRAg1'
+            type='unavailable'>
+          <occupant-id xmlns='urn:xmpp:occupant-id:0' id='XQmP6TFNoyGoLaIYEvXlHdbcgHGF/YrT5xlyz2cLMhg='/>
+          <x xmlns='http://jabber.org/protocol/muc#user'>
+            <item affiliation='none' jid='i_rlctuqc2w-franlx3_hhrd@meet.jitsi/f7_Lw0MhfgVu' role='none'/>
           </x>
         </presence>"#;
 
@@ -347,17 +386,28 @@ mod tests {
         rooms
     }
 
+    fn alice() -> Occupant {
+        Occupant {
+            nick: "e889f540".into(),
+            jid: Some("i_rlctuqc2w-franlx3_hhrd@meet.jitsi/f7_Lw0MhfgVu".into()),
+            display_name: Some("alice".into()),
+            is_jigasi: false,
+            is_focus: false,
+        }
+    }
+
     #[test]
     fn self_presence_completes_the_join_with_the_occupants_seen_before_it() {
         let mut rooms = joining();
-        assert_eq!(rooms.on_presence(&presence(FOCUS)), Inbound::Other);
         assert_eq!(rooms.on_presence(&presence(ALICE)), Inbound::Other);
+        assert_eq!(rooms.on_presence(&presence(FOCUS)), Inbound::Other);
         let Inbound::SelfJoined { occupants } = rooms.on_presence(&presence(SELF)) else {
             panic!("not joined");
         };
         assert_eq!(
             occupants,
             vec![
+                alice(),
                 Occupant {
                     nick: "focus".into(),
                     jid: Some("focus@auth.meet.jitsi/focus".into()),
@@ -365,17 +415,33 @@ mod tests {
                     is_jigasi: false,
                     is_focus: true,
                 },
-                Occupant {
-                    nick: "alice".into(),
-                    jid: Some("f00@meet.jitsi/e1".into()),
-                    display_name: Some("Alice".into()),
-                    is_jigasi: false,
-                    is_focus: false,
-                },
             ]
         );
-        // Our own later presence updates echo back: nothing new.
-        assert_eq!(rooms.on_presence(&presence(SELF)), Inbound::Other);
+        // Our own status updates echo back: nothing new.
+        assert_eq!(rooms.on_presence(&presence(SELF_STATUS)), Inbound::Other);
+    }
+
+    #[test]
+    fn first_into_a_new_room_joins_with_nobody_else_there() {
+        let mut rooms = joining();
+        let created = presence(
+            r#"<presence xmlns='jabber:client' from='room1@muc.meet.jitsi/8d6a43bd'
+                   to='yifbmx_ulk-oxofloco6_ohj@meet.jitsi/uZgPxXHTD-H9'>
+                 <nick xmlns='http://jabber.org/protocol/nick'>+15551234567</nick>
+                 <occupant-id xmlns='urn:xmpp:occupant-id:0' id='RI0P22dBd8FX5fBx9BU0gse0D4gg7lsQXMxUu3OQ5Bs='/>
+                 <x xmlns='http://jabber.org/protocol/muc#user'>
+                   <status code='201'/><status code='100'/>
+                   <item affiliation='owner' jid='yifbmx_ulk-oxofloco6_ohj@meet.jitsi/uZgPxXHTD-H9' role='moderator'/>
+                   <status code='110'/>
+                 </x>
+               </presence>"#,
+        );
+        assert_eq!(
+            rooms.on_presence(&created),
+            Inbound::SelfJoined {
+                occupants: Vec::new()
+            }
+        );
     }
 
     #[test]
@@ -393,27 +459,15 @@ mod tests {
         let mut rooms = joined();
         assert_eq!(
             rooms.on_presence(&presence(ALICE)),
-            Inbound::OccupantJoined(Occupant {
-                nick: "alice".into(),
-                jid: Some("f00@meet.jitsi/e1".into()),
-                display_name: Some("Alice".into()),
-                is_jigasi: false,
-                is_focus: false,
-            })
+            Inbound::OccupantJoined(alice())
         );
         // A presence update of someone already there is not a join.
         assert_eq!(rooms.on_presence(&presence(ALICE)), Inbound::Other);
-        let left = presence(
-            r#"<presence xmlns="jabber:client" type="unavailable" from="room1@muc.meet.jitsi/alice">
-                 <x xmlns="http://jabber.org/protocol/muc#user">
-                   <item jid="f00@meet.jitsi/e1" affiliation="none" role="none"/>
-                 </x>
-               </presence>"#,
-        );
+        let left = presence(ALICE_LEFT);
         assert_eq!(
             rooms.on_presence(&left),
             Inbound::OccupantLeft {
-                nick: "alice".into()
+                nick: "e889f540".into()
             }
         );
         assert_eq!(rooms.on_presence(&left), Inbound::Other);
@@ -450,7 +504,7 @@ mod tests {
     fn kick_is_reported_with_its_reason() {
         let mut rooms = joined();
         let kick = presence(
-            r#"<presence xmlns="jabber:client" type="unavailable" from="room1@muc.meet.jitsi/1a2b3c4d">
+            r#"<presence xmlns="jabber:client" type="unavailable" from="room1@muc.meet.jitsi/8d6a43bd">
                  <x xmlns="http://jabber.org/protocol/muc#user">
                    <item affiliation="none" role="none">
                      <actor nick="moderator"/><reason>You have been kicked.</reason>
@@ -473,21 +527,24 @@ mod tests {
         let mut rooms = joined();
         rooms.leaving(&RoomJid::parse(ROOM).unwrap());
         assert_eq!(rooms.current().count(), 0);
-        let gone = presence(
-            r#"<presence xmlns="jabber:client" type="unavailable" from="room1@muc.meet.jitsi/1a2b3c4d">
-                 <x xmlns="http://jabber.org/protocol/muc#user">
-                   <item affiliation="none" role="none"/><status code="110"/>
-                 </x>
-               </presence>"#,
+        assert_eq!(rooms.on_presence(&presence(SELF_LEFT)), Inbound::Other);
+    }
+
+    #[test]
+    fn being_removed_without_asking_ends_the_occupancy_even_without_a_kick_code() {
+        let mut rooms = joined();
+        assert_eq!(
+            rooms.on_presence(&presence(SELF_LEFT)),
+            Inbound::Kicked { reason: None }
         );
-        assert_eq!(rooms.on_presence(&gone), Inbound::Other);
+        assert_eq!(rooms.current().count(), 0);
     }
 
     #[test]
     fn destroyed_room_gives_reason_and_alternate_even_without_status_110() {
         let mut rooms = joined();
         let destroyed = presence(
-            r#"<presence xmlns="jabber:client" type="unavailable" from="room1@muc.meet.jitsi/1a2b3c4d">
+            r#"<presence xmlns="jabber:client" type="unavailable" from="room1@muc.meet.jitsi/8d6a43bd">
                  <x xmlns="http://jabber.org/protocol/muc#user">
                    <item affiliation="none" role="none"/>
                    <destroy jid="room1@lobby.meet.jitsi"><reason>Lobby disabled</reason></destroy>
@@ -506,7 +563,7 @@ mod tests {
     fn join_error_for(error: &str) -> Inbound {
         let mut rooms = joining();
         rooms.on_presence(&presence(&format!(
-            r#"<presence xmlns="jabber:client" type="error" from="room1@muc.meet.jitsi/1a2b3c4d">
+            r#"<presence xmlns="jabber:client" type="error" from="room1@muc.meet.jitsi/8d6a43bd">
                  <x xmlns="http://jabber.org/protocol/muc"/>{error}
                </presence>"#
         )))
@@ -581,7 +638,7 @@ mod tests {
     fn presences_of_other_rooms_and_odd_ones_are_ignored() {
         let mut rooms = joining();
         let other_room = presence(
-            r#"<presence xmlns="jabber:client" from="room2@muc.meet.jitsi/1a2b3c4d">
+            r#"<presence xmlns="jabber:client" from="room2@muc.meet.jitsi/8d6a43bd">
                  <x xmlns="http://jabber.org/protocol/muc#user"><status code="110"/></x>
                </presence>"#,
         );

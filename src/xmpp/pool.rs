@@ -256,6 +256,9 @@ mod tests {
         closed: Arc<AtomicU32>,
     }
 
+    /// Every connection a fake dialer made: its id, its "dead" flag and its end notification.
+    type Made = Arc<Mutex<Vec<(u32, Arc<AtomicBool>, Arc<Notify>)>>>;
+
     #[derive(Default)]
     struct FakeDialer {
         dialed: Arc<AtomicU32>,
@@ -263,7 +266,7 @@ mod tests {
         /// Dials fail while this is set.
         failing: Arc<AtomicBool>,
         /// Handles on every connection made, to kill them.
-        made: Arc<Mutex<Vec<(u32, Arc<AtomicBool>, Arc<Notify>)>>>,
+        made: Made,
     }
 
     impl Dial for FakeDialer {
@@ -301,8 +304,8 @@ mod tests {
         }
     }
 
-    fn kill(dialer_made: &Arc<Mutex<Vec<(u32, Arc<AtomicBool>, Arc<Notify>)>>>, id: u32) {
-        let made = dialer_made.lock().unwrap();
+    fn kill(made: &Made, id: u32) {
+        let made = made.lock().unwrap();
         let (_, dead, on_end) = made.iter().find(|(i, _, _)| *i == id).unwrap();
         dead.store(true, Ordering::SeqCst);
         on_end.notify_one();
