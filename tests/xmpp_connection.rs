@@ -199,6 +199,23 @@ fn unreachable_server_is_a_typed_failure() -> Result<()> {
     Ok(())
 }
 
+#[test]
+fn a_server_that_never_answers_the_login_is_given_up_after_the_login_timeout() -> Result<()> {
+    let dir = paths::run_dir("xmpp-login-timeout")?;
+    let prosody = Prosody::start(&dir)?;
+    // Something that accepts TCP and then says nothing.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let mut opts = options(&prosody, &[]);
+    opts.port = silent.local_addr()?.port();
+    opts.timeouts.login = Duration::from_secs(1);
+    let result = runtime().block_on(Connection::connect(&opts));
+    assert!(
+        matches!(result, Err(ConnectError::Timeout { after, .. }) if after == Duration::from_secs(1)),
+        "{result:?}"
+    );
+    Ok(())
+}
+
 /// The whole dial-in signalling on the XMPP side, as the emulator (Jicofo) sees it.
 #[test]
 fn a_call_joins_the_room_as_a_jigasi_and_gets_an_audio_only_offer() -> Result<()> {

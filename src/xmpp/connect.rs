@@ -494,25 +494,67 @@ mod tests {
         );
     }
 
+    fn settings(set: &[(&str, &str)]) -> XmppSettings {
+        let mut flags = vec![crate::config::FlagValue::new(
+            "--set",
+            "xmpp.password",
+            "pw",
+        )];
+        flags.extend(
+            set.iter()
+                .map(|(k, v)| crate::config::FlagValue::new("--set", *k, *v)),
+        );
+        crate::config::load(&crate::config::ConfigInput {
+            file: None,
+            env: &Default::default(),
+            flags,
+        })
+        .unwrap()
+        .settings
+        .xmpp
+    }
+
+    #[test]
+    fn per_call_connections_are_anonymous_on_the_main_domain_by_default() {
+        let opts = ConnectOptions::per_call(
+            &settings(&[("xmpp.servers", "prosody.internal:5333:a, other:5222:b")]),
+            Tls::Plain,
+        );
+        assert_eq!(
+            opts.login,
+            Login::Anonymous {
+                domain: "meet.jitsi".into()
+            }
+        );
+        assert_eq!(opts.server(), "prosody.internal:5333");
+        assert_eq!(opts.focus_jid, "focus.meet.jitsi");
+        assert_eq!(opts.focus_nick, "focus");
+    }
+
+    #[test]
+    fn per_call_connections_with_auth_use_the_account_or_the_guest_domain() {
+        let auth = ConnectOptions::per_call(&settings(&[("xmpp.enable_auth", "true")]), Tls::Plain);
+        assert!(matches!(
+            &auth.login,
+            Login::Password { jid, password } if jid == "jigasi@auth.meet.jitsi" && password.expose() == "pw"
+        ));
+        let guests = ConnectOptions::per_call(
+            &settings(&[("xmpp.enable_auth", "true"), ("xmpp.enable_guests", "true")]),
+            Tls::Plain,
+        );
+        assert_eq!(
+            guests.login,
+            Login::Anonymous {
+                domain: "guest.meet.jitsi".into()
+            }
+        );
+    }
+
     #[test]
     fn account_login_never_falls_back_to_anonymous() {
-        let password: Secret = {
-            let settings = crate::config::load(&crate::config::ConfigInput {
-                file: None,
-                env: &Default::default(),
-                flags: vec![crate::config::FlagValue::new(
-                    "--set",
-                    "xmpp.password",
-                    "pw",
-                )],
-            })
-            .unwrap()
-            .settings;
-            settings.xmpp.password
-        };
         let login = Login::Password {
             jid: "jigasi@auth.meet.jitsi".into(),
-            password,
+            password: settings(&[]).password,
         };
         let (mechs, _) =
             sasl_choice(&login, &offered(&["ANONYMOUS", "SCRAM-SHA-1", "PLAIN"])).unwrap();

@@ -45,6 +45,13 @@ pub enum SendError {
 
 #[derive(Debug)]
 enum Command {
+    Session(Action),
+    Close(oneshot::Sender<()>),
+}
+
+/// What the session is asked to do.
+#[derive(Debug)]
+enum Action {
     Join(JoinRequest),
     Status(Option<String>),
     AudioMuted(bool),
@@ -60,7 +67,6 @@ enum Command {
         id: String,
         reply: Reply,
     },
-    Close(oneshot::Sender<()>),
 }
 
 #[derive(Debug)]
@@ -133,29 +139,31 @@ impl Connection {
         self.commands.is_closed()
     }
 
-    fn command(&self, command: Command) -> Result<(), SendError> {
-        self.commands.send(command).map_err(|_| SendError::Closed)
+    fn command(&self, action: Action) -> Result<(), SendError> {
+        self.commands
+            .send(Command::Session(action))
+            .map_err(|_| SendError::Closed)
     }
 
     /// Sends the join presence; [`Inbound::SelfJoined`] or [`Inbound::JoinFailed`] follows.
     pub fn join(&self, request: JoinRequest) -> Result<(), SendError> {
         request.room.occupant(&request.nick)?;
-        self.command(Command::Join(request))
+        self.command(Action::Join(request))
     }
 
     /// Sets the `<status>` of our room presence (`Initializing Call`, `Connected`, …); every
     /// other child of the join presence is sent again with it.
     pub fn set_status(&self, status: Option<&str>) -> Result<(), SendError> {
-        self.command(Command::Status(status.map(str::to_string)))
+        self.command(Action::Status(status.map(str::to_string)))
     }
 
     /// Sets `<audiomuted>` in our room presence.
     pub fn set_audio_muted(&self, muted: bool) -> Result<(), SendError> {
-        self.command(Command::AudioMuted(muted))
+        self.command(Action::AudioMuted(muted))
     }
 
     pub fn leave(&self, room: &RoomJid, status: Option<&str>) -> Result<(), SendError> {
-        self.command(Command::Leave(room.clone(), status.map(str::to_string)))
+        self.command(Action::Leave(room.clone(), status.map(str::to_string)))
     }
 
     /// Sends an IQ request; the returned future gives the answer's payload, or why there is none
@@ -171,7 +179,7 @@ impl Connection {
             why: e.to_string(),
         })?;
         let (done, answer) = oneshot::channel();
-        self.command(Command::Iq {
+        self.command(Action::Iq {
             to: Some(to),
             kind,
             payload,
@@ -197,7 +205,7 @@ impl Connection {
             text: to.to_string(),
             why: e.to_string(),
         })?;
-        self.command(Command::Reply {
+        self.command(Action::Reply {
             to,
             id: id.to_string(),
             reply,
@@ -222,7 +230,7 @@ impl Connection {
     /// Leaves every room, closes the stream and waits (briefly) for the server to close its side.
     pub async fn close(self) {
         let (done, closed) = oneshot::channel();
-        if self.command(Command::Close(done)).is_ok() {
+        if self.commands.send(Command::Close(done)).is_ok() {
             let _ = closed.await;
         }
         let _ = self.task.await;
@@ -288,7 +296,7 @@ impl Driver {
                         self.close().await;
                         break Disconnected::Closed;
                     }
-                    Some(command) => self.apply(command),
+                    Some(Command::Session(action)) => self.apply(action),
                 },
             }
         };
@@ -353,23 +361,22 @@ impl Driver {
         }
     }
 
-    fn apply(&mut self, command: Command) {
-        match command {
+    fn apply(&mut self, action: Action) {
+        match action {
             // The nick was checked by Connection::join.
-            Command::Join(request) => {
+            Action::Join(request) => {
                 let _ = self.session.join(request);
             }
-            Command::Status(status) => self.session.set_status(status),
-            Command::AudioMuted(muted) => self.session.set_audio_muted(muted),
-            Command::Leave(room, status) => self.session.leave(&room, status.as_deref()),
-            Command::Iq {
+            Action::Status(status) => self.session.set_status(status),
+            Action::AudioMuted(muted) => self.session.set_audio_muted(muted),
+            Action::Leave(room, status) => self.session.leave(&room, status.as_deref()),
+            Action::Iq {
                 to,
                 kind,
                 payload,
                 done,
             } => self.session.send_iq(to, kind, payload, done),
-            Command::Reply { to, id, reply } => self.session.reply(to, id, reply),
-            Command::Close(_) => unreachable!("handled by run"),
+            Action::Reply { to, id, reply } => self.session.reply(to, id, reply),
         }
     }
 
