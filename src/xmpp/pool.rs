@@ -35,7 +35,7 @@ pub struct PoolStats {
 pub struct Pool(Core<Dialer>);
 
 impl Pool {
-    /// Starts filling the pool in the background; returns at once.
+    /// Starts filling the pool in the background; returns at once. Call inside a tokio runtime.
     pub fn start(opts: ConnectOptions, size: usize) -> Pool {
         Pool(Core::start(Dialer(opts), size))
     }
