@@ -1,2 +1,44 @@
 //! Connections to Prosody (wrapping tokio-xmpp): MUC join/leave/presence, IQ routing, the warm
 //! connection pool. See `docs/dial-in.md` for the contract with `call`.
+//!
+//! One job per file:
+//!
+//! ```text
+//!   address     RoomJid (as the server spells it), endpoint nicks
+//!   disco       our disco#info features and XEP-0115 caps hash
+//!   stanzas     builders: jigasi room presence, focus request, IQ requests/results/errors
+//!   muc         room presences → joined / refused / occupant came or went / kicked / destroyed
+//!   inbound     the Inbound event type and the classifier of inbound stanzas
+//!   session     sans-IO core of a connection: answers disco and ping, matches IQ answers
+//!   connect     TCP / STARTTLS, SASL, binding (ConnectOptions from the settings)
+//!   connection  the tokio task around a session; never reconnects
+//!   pool        logged-in connections kept warm
+//!   error       errors at the module's edge
+//! ```
+//!
+//! tokio-xmpp and xmpp-parsers types stay inside; the one exception is the XML element type
+//! (`Element`), which carries IQ payloads to `jingle` unchanged.
+
+mod address;
+mod connect;
+mod connection;
+mod disco;
+mod error;
+mod inbound;
+mod muc;
+mod pool;
+mod session;
+mod stanzas;
+
+pub use address::{random_endpoint_nick, AddressError, RoomJid};
+pub use connect::{ConnectOptions, Login, Tls, XmppTimeouts};
+pub use connection::{Connection, PendingIq, SendError};
+pub use disco::{CAPS_NODE, FEATURES};
+pub use error::{ConnectError, Disconnected, IqError};
+pub use inbound::Inbound;
+pub use muc::{JoinError, Occupant};
+pub use pool::{Pool, PoolStats};
+pub use stanzas::{
+    conference_request, Direction, ErrorCondition, ErrorReply, IqKind, JoinRequest, Reply,
+};
+pub use xmpp_parsers::minidom::Element;
