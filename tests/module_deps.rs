@@ -25,6 +25,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
 const WRAPPED: &[(&str, &[&str])] = &[
     ("rsipstack", &["sip"]),
     ("tokio_xmpp", &["xmpp"]),
+    ("sasl", &["xmpp"]),
     ("xmpp_parsers", &["xmpp", "jingle"]),
     ("str0m", &["media"]),
     ("audiopus", &["media"]),

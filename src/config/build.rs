@@ -19,7 +19,7 @@ use super::values::{
     parse_auth_user, parse_bool, parse_dial_prefix, parse_int, parse_ip, parse_socket_addr,
     parse_text, parse_u16, parse_u32, parse_u64, DomainName, Host, HttpUrl, InvalidValue, JidNode,
     KeepAliveMethod, LogFormat, LogLevel, PortRange, RoomName, Secret, SipHeaderName, SipUri,
-    Transport, XmppServer,
+    Transport, XmppServer, XmppTls,
 };
 
 /// The placeholder `config/gateway.example.toml` uses for `xmpp.password`.
@@ -154,6 +154,7 @@ fn xmpp(r: &mut Reader<'_>) -> Option<XmppSettings> {
     let muc_join_timeout = r.req("xmpp.muc_join_timeout_s", |t| {
         parse_u64(t, 1, 3600, "a number of seconds")
     });
+    let tls = r.req("xmpp.tls", XmppTls::from_str);
     let pool_size = r.req("xmpp.pool_size", |t| {
         parse_u16(t, 0, 100, "a number of connections")
     });
@@ -178,6 +179,7 @@ fn xmpp(r: &mut Reader<'_>) -> Option<XmppSettings> {
         focus_resource: focus_resource?,
         muc_join_timeout: Duration::from_secs(muc_join_timeout?),
         pool_size: pool_size?.into(),
+        tls: tls?,
         region: region?,
         stats_id: stats_id?,
         trusted_domains: trusted_domains?,

@@ -242,6 +242,12 @@ pub(crate) static KEYS: &[KeySpec] = &[
     .def("10")
     .props(&["org.jitsi.jigasi.MUC_JOIN_TIMEOUT"]),
     k(
+        "xmpp.tls",
+        Str,
+        "XMPP TLS: starttls-trust-any (docker: self-signed Prosody), starttls (verified), none",
+    )
+    .def("starttls-trust-any"),
+    k(
         "xmpp.pool_size",
         Int,
         "logged-in XMPP connections kept ready for new calls, 0-100",

@@ -45,7 +45,7 @@ pub use settings::{
 };
 pub use values::{
     DomainName, Host, HttpUrl, InvalidValue, JidNode, KeepAliveMethod, LogFormat, LogLevel,
-    PortRange, RoomName, Secret, SipHeaderName, SipScheme, SipUri, Transport, XmppServer,
+    PortRange, RoomName, Secret, SipHeaderName, SipScheme, SipUri, Transport, XmppServer, XmppTls,
 };
 
 /// What to load from. `Debug` shows variable names only, never their values.

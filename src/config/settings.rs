@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use super::values::{
     DomainName, Host, HttpUrl, JidNode, KeepAliveMethod, LogFormat, LogLevel, PortRange, RoomName,
-    Secret, SipHeaderName, SipUri, Transport, XmppServer,
+    Secret, SipHeaderName, SipUri, Transport, XmppServer, XmppTls,
 };
 
 /// All settings. `Debug` masks secrets.
@@ -39,6 +39,7 @@ pub struct XmppSettings {
     pub enable_visitors: bool,
     pub focus_resource: String,
     pub muc_join_timeout: Duration,
+    pub tls: XmppTls,
     /// Logged-in connections kept ready so a call does not wait for a login.
     pub pool_size: usize,
     pub region: Option<String>,

@@ -307,6 +307,43 @@ impl fmt::Display for JidNode {
     }
 }
 
+/// How XMPP connections use TLS. docker-jitsi-meet's Prosody requires STARTTLS with a self-signed
+/// certificate, which jigasi's image trusts blindly (`ALWAYS_TRUST_MODE_ENABLED=true`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum XmppTls {
+    /// STARTTLS, accepting any certificate (the docker default).
+    StartTlsTrustAny,
+    /// STARTTLS with the certificate verified against the system's roots.
+    StartTls,
+    /// Plain TCP (a Prosody without TLS on a private network).
+    None,
+}
+
+impl fmt::Display for XmppTls {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            XmppTls::StartTlsTrustAny => "starttls-trust-any",
+            XmppTls::StartTls => "starttls",
+            XmppTls::None => "none",
+        })
+    }
+}
+
+impl FromStr for XmppTls {
+    type Err = InvalidValue;
+
+    fn from_str(text: &str) -> Parsed<Self> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "starttls-trust-any" => Ok(XmppTls::StartTlsTrustAny),
+            "starttls" => Ok(XmppTls::StartTls),
+            "none" | "plain" => Ok(XmppTls::None),
+            _ => Err(InvalidValue::new(
+                "expected one of starttls-trust-any, starttls, none",
+            )),
+        }
+    }
+}
+
 /// A conference room: a bare name (`standup`, completed with the MUC domain) or a full room
 /// address (`standup@muc.meet.jitsi`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

@@ -14,6 +14,7 @@ packages=(
   sox libsox-fmt-all # test tones and G.711 encoding for SIPp pcaps
   tshark             # dumpcap records what a SIPp caller receives (SIPp cannot record)
   iproute2 util-linux procps   # ip, unshare, ps/pkill for the private network namespace
+  openssl            # self-signed certificates for the TLS Prosody of the XMPP tests
   python3-venv
 )
 missing=()

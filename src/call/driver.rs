@@ -1,0 +1,240 @@
+//! The thin async driver of one call: it owns the SIP dialog, the XMPP connection and the media
+//! handle, waits on all of them and on the machine's deadline, feeds what happens to the
+//! [`Call`] machine and carries out its outputs. No decision is made here.
+
+use super::machine::{Call, Input, Invite, IqPurpose, MediaCommand, Output, SipCommand, XmppCommand};
+use super::registry::Registry;
+use crate::config::Settings;
+use crate::media::{self, MediaHandle};
+use crate::sip::{DialogEvent, IncomingCall};
+use crate::xmpp::{self, Connection, IqKind, PendingIq, Pool};
+use futures::stream::FuturesUnordered;
+use futures::StreamExt;
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Instant;
+use tracing::Instrument;
+
+/// What every call needs from the process.
+pub struct CallContext {
+    pub settings: Arc<Settings>,
+    pub pool: Arc<Pool>,
+    pub registry: Arc<Registry>,
+    pub media: media::MediaConfig,
+}
+
+type IqFuture = Pin<Box<dyn std::future::Future<Output = (IqPurpose, Option<String>)> + Send>>;
+
+/// Runs one incoming call to its end.
+pub async fn run(ctx: Arc<CallContext>, incoming: IncomingCall) {
+    let nick = xmpp::random_endpoint_nick();
+    let span = tracing::info_span!("call", call_id = %incoming.call_id, room = tracing::field::Empty, nick = %nick);
+    drive(ctx, incoming, nick).instrument(span).await
+}
+
+async fn drive(ctx: Arc<CallContext>, incoming: IncomingCall, nick: String) {
+    let IncomingCall { call_id, from, headers, body, remote, dialog, mut events, .. } = incoming;
+    let s = &ctx.settings.sip;
+    let invite = Invite {
+        call_id: call_id.clone(),
+        caller: from.display_name.clone().filter(|d| !d.is_empty()).or(from.user.clone()).unwrap_or_else(|| "phone".into()),
+        room_header: headers.get(s.room_header.as_str()).map(str::to_owned),
+        password_header: headers.get(s.room_password_header.as_str()).map(str::to_owned),
+        body,
+        local_ip: local_ip_toward(s.listen, remote),
+    };
+    let registration = ctx.registry.register(&call_id);
+    let mut call = Call::new(ctx.settings.clone(), invite, nick, Instant::now());
+    if let Some(room) = call.room() {
+        tracing::Span::current().record("room", tracing::field::display(room));
+        registration.update(|c| c.room = Some(room.to_string()));
+    }
+    let mut xmpp: Option<Connection> = None;
+    let mut media: Option<MediaHandle> = None;
+    let mut iqs: FuturesUnordered<IqFuture> = FuturesUnordered::new();
+    let mut sip_open = true;
+
+    loop {
+        // Carry out everything the machine asked for; some of it produces inputs at once.
+        while let Some(out) = call.poll_output() {
+            let input = match out {
+                Output::Sip(cmd) => {
+                    exec_sip(&dialog, cmd).await;
+                    None
+                }
+                Output::Xmpp(cmd) => exec_xmpp(&ctx, &mut xmpp, &mut iqs, cmd).await,
+                Output::Media(cmd) => exec_media(&ctx, &mut media, cmd).await,
+                Output::Ended(summary) => {
+                    tracing::debug!(?summary, "call summary");
+                    None
+                }
+            };
+            if let Some(input) = input {
+                call.handle_input(Instant::now(), input);
+            }
+        }
+        registration.update(|c| {
+            c.others_in_room = call.others_in_room();
+            c.state = if call.is_ended() { "ended" } else { "live" };
+        });
+        if call.is_ended() {
+            break;
+        }
+        let deadline = call.poll_timeout().map(tokio::time::Instant::from_std);
+        let input = tokio::select! {
+            ev = events.recv(), if sip_open => match ev {
+                Some(DialogEvent::Acked) => Input::SipAcked,
+                Some(DialogEvent::Cancelled) => Input::SipCancelled,
+                Some(DialogEvent::Bye) => Input::SipBye,
+                Some(DialogEvent::Info { .. }) => continue,
+                Some(DialogEvent::Terminated { why }) => Input::SipTerminated(why),
+                None => { sip_open = false; Input::SipTerminated("the SIP dialog is gone".into()) }
+            },
+            ev = async { xmpp.as_mut().expect("guarded").next().await }, if xmpp.is_some() => match ev {
+                Ok(inbound) => Input::Xmpp(inbound),
+                Err(lost) => { xmpp = None; Input::XmppLost(lost.to_string()) }
+            },
+            ev = async { media.as_mut().expect("guarded").next_event().await }, if media.is_some() => match ev {
+                Some(ev) => Input::Media(ev),
+                None => Input::Media(media::MediaEvent::ConferenceFailed("the media task ended".into())),
+            },
+            Some((what, error)) = iqs.next(), if !iqs.is_empty() => Input::IqAnswered { what, error },
+            _ = sleep_until(deadline), if deadline.is_some() => Input::Timeout,
+        };
+        call.handle_input(Instant::now(), input);
+    }
+    // Whatever the machine did not close (a lost task, a failed send) goes now.
+    if let Some(m) = media.take() {
+        m.stop().await;
+    }
+    if let Some(x) = xmpp.take() {
+        x.close().await;
+    }
+    drop(registration);
+}
+
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn exec_sip(dialog: &crate::sip::SipDialog, cmd: SipCommand) {
+    let result = match cmd {
+        SipCommand::Ring => dialog.ring(),
+        SipCommand::Answer { sdp } => dialog.answer(sdp),
+        SipCommand::Reject { code, reason } => dialog.reject(code, reason),
+        SipCommand::Bye { reason } => dialog.bye(reason).await,
+    };
+    if let Err(e) = result {
+        tracing::warn!(error = %e, "SIP command failed");
+    }
+}
+
+async fn exec_xmpp(
+    ctx: &CallContext,
+    xmpp: &mut Option<Connection>,
+    iqs: &mut FuturesUnordered<IqFuture>,
+    cmd: XmppCommand,
+) -> Option<Input> {
+    match cmd {
+        XmppCommand::Connect => match ctx.pool.take().await {
+            Ok(conn) => {
+                *xmpp = Some(conn);
+                Some(Input::XmppReady)
+            }
+            Err(e) => Some(Input::XmppUnavailable(e.to_string())),
+        },
+        XmppCommand::Leave => {
+            if let Some(conn) = xmpp.take() {
+                conn.close().await;
+            }
+            None
+        }
+        other => {
+            let conn = xmpp.as_ref()?;
+            let result = match other {
+                XmppCommand::Join { request } => {
+                    // The focus request first (Jicofo joins the room on it), then the join
+                    // without waiting: the offer comes once both are in.
+                    match conn.request_conference(&request.room) {
+                        Ok(p) => iqs.push(answer_of(IqPurpose::ConferenceRequest, p)),
+                        Err(e) => tracing::warn!(error = %e, "cannot send the conference request"),
+                    }
+                    conn.join(request)
+                }
+                XmppCommand::Status(s) => conn.set_status(Some(&s)),
+                XmppCommand::SendIq { to, payload, what } => conn.send_iq(&to, IqKind::Set, payload).map(|p| iqs.push(answer_of(what, p))),
+                XmppCommand::Reply { to, id, reply } => conn.reply(&to, &id, reply),
+                XmppCommand::Connect | XmppCommand::Leave => Ok(()),
+            };
+            result.err().map(|e| Input::XmppLost(e.to_string()))
+        }
+    }
+}
+
+fn answer_of(what: IqPurpose, pending: PendingIq) -> IqFuture {
+    Box::pin(async move { (what, pending.await.err().map(|e| e.to_string())) })
+}
+
+async fn exec_media(ctx: &CallContext, media: &mut Option<MediaHandle>, cmd: MediaCommand) -> Option<Input> {
+    match cmd {
+        MediaCommand::Start { phone, conference } => match media::start(&ctx.media, phone, conference) {
+            Ok((handle, answer, phone_local)) => {
+                *media = Some(handle);
+                Some(Input::MediaStarted { answer, phone_local })
+            }
+            Err(e) => Some(Input::MediaStartFailed(e.to_string())),
+        },
+        MediaCommand::RestartConference(offer) => {
+            let handle = media.as_ref()?;
+            match handle.restart_conference(offer).await {
+                Ok((answer, phone_local)) => Some(Input::MediaStarted { answer, phone_local }),
+                Err(e) => Some(Input::MediaStartFailed(e.to_string())),
+            }
+        }
+        MediaCommand::StopConference => {
+            if let Some(h) = media.as_ref() {
+                h.stop_conference();
+            }
+            None
+        }
+        MediaCommand::AddSources(sources) => {
+            if let Some(h) = media.as_ref() {
+                for (ssrc, owner) in sources {
+                    h.add_source(ssrc, owner);
+                }
+            }
+            None
+        }
+        MediaCommand::RemoveSources(ssrcs) => {
+            if let Some(h) = media.as_ref() {
+                for ssrc in ssrcs {
+                    h.remove_source(ssrc);
+                }
+            }
+            None
+        }
+        MediaCommand::Stop => {
+            if let Some(h) = media.take() {
+                let stats = h.stop().await;
+                tracing::info!(?stats, "media stopped");
+            }
+            None
+        }
+    }
+}
+
+/// The local address toward `remote`: the listening address when it is a specific one, else
+/// the address the kernel would send from (a connected UDP socket sends nothing).
+fn local_ip_toward(listen: SocketAddr, remote: SocketAddr) -> IpAddr {
+    if !listen.ip().is_unspecified() {
+        return listen.ip();
+    }
+    std::net::UdpSocket::bind((listen.ip(), 0))
+        .and_then(|s| s.connect(remote).and_then(|_| s.local_addr()))
+        .map(|a| a.ip())
+        .unwrap_or(listen.ip())
+}

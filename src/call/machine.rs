@@ -1,0 +1,705 @@
+//! One call's decisions as a sans-IO state machine: SIP dialog, MUC occupancy, Jingle session and
+//! media in; commands for each of them out. It owns no socket, task or clock: the driver feeds it
+//! events and the current time, and carries out what it asks. Every rule of reference sections
+//! 1.1 and 1.13–1.15 (when to answer, which Reason, what a hangup tears down) lives here.
+
+use crate::config::Settings;
+use crate::dialplan::{self, RouteError};
+use crate::jingle::{self, Action, AudioOffer, Condition, Element, JingleIq, SourceChange};
+use crate::media::{self, ConferenceAnswer, MediaEvent};
+use crate::sip::sdp::{self, G711, Negotiated, SdpError, SdpOffer};
+use crate::sip::Reason;
+use crate::xmpp::{self, ErrorCondition, ErrorReply, Inbound, JoinError, JoinRequest, Reply, RoomJid};
+use std::collections::VecDeque;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// How long ICE and DTLS toward the bridge may take before the call is given up.
+const MEDIA_CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
+/// Our codec preference toward the phone (G.722 and Opus join later).
+const PHONE_CODECS: [G711; 2] = [G711::Pcmu, G711::Pcma];
+
+/// What the INVITE said, already taken apart by `sip`.
+#[derive(Debug, Clone)]
+pub struct Invite {
+    pub call_id: String,
+    /// The caller's display name, else the user part of its URI (jigasi's nick text).
+    pub caller: String,
+    /// Value of the room header (`sip.room_header`, matched ignoring case).
+    pub room_header: Option<String>,
+    /// Value of the room password header.
+    pub password_header: Option<String>,
+    /// The SDP offer.
+    pub body: Option<Vec<u8>>,
+    /// Our address the INVITE arrived on (for the SDP answer when no public address is set).
+    pub local_ip: IpAddr,
+}
+
+#[derive(Debug)]
+pub enum Input {
+    /// ACK for our 200 OK.
+    SipAcked,
+    /// The caller cancelled before the answer (487 already sent).
+    SipCancelled,
+    /// The caller hung up (200 already sent).
+    SipBye,
+    /// The SIP dialog ended for another reason (no ACK, transport failure …).
+    SipTerminated(String),
+    /// A logged-in XMPP connection is ready for this call.
+    XmppReady,
+    XmppUnavailable(String),
+    Xmpp(Inbound),
+    /// Our answer to an IQ of ours came back (`what` says which).
+    IqAnswered { what: IqPurpose, error: Option<String> },
+    XmppLost(String),
+    /// `media::start` succeeded: the answer for Jicofo and the phone leg's local RTP address.
+    MediaStarted { answer: ConferenceAnswer, phone_local: SocketAddr },
+    MediaStartFailed(String),
+    Media(MediaEvent),
+    /// The deadline from `poll_timeout` passed.
+    Timeout,
+}
+
+/// Why we sent an IQ, so its answer can be matched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IqPurpose {
+    ConferenceRequest,
+    TransportInfo,
+    SessionAccept,
+    SessionTerminate,
+}
+
+#[derive(Debug)]
+pub enum Output {
+    Sip(SipCommand),
+    Xmpp(XmppCommand),
+    Media(MediaCommand),
+    /// The call is over; nothing more will come out.
+    Ended(EndSummary),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SipCommand {
+    Ring,
+    Answer { sdp: String },
+    /// A final non-2xx response to the INVITE.
+    Reject { code: u16, reason: Option<Reason> },
+    Bye { reason: Option<Reason> },
+}
+
+#[derive(Debug)]
+pub enum XmppCommand {
+    /// Take a logged-in connection (from the warm pool).
+    Connect,
+    /// `<conference/>` to the focus, then the MUC join.
+    Join { request: JoinRequest },
+    Status(String),
+    SendIq { to: String, payload: Element, what: IqPurpose },
+    Reply { to: String, id: String, reply: Reply },
+    /// Leave the room and close the connection.
+    Leave,
+}
+
+#[derive(Debug)]
+pub enum MediaCommand {
+    Start { phone: media::PhoneParams, conference: media::ConferenceOffer },
+    /// Replace the conference leg (a new offer after session-terminate or transport-replace);
+    /// the phone leg keeps going.
+    RestartConference(media::ConferenceOffer),
+    StopConference,
+    AddSources(Vec<(u32, String)>),
+    RemoveSources(Vec<u32>),
+    Stop,
+}
+
+/// Who or what ended the call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EndedBy {
+    Phone,
+    Conference,
+    Gateway,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EndSummary {
+    pub by: EndedBy,
+    /// The SIP cause sent to the phone (None when the phone ended it).
+    pub cause: Option<u16>,
+    pub text: String,
+    /// INVITE → 200 OK, when the call was answered.
+    pub setup: Option<Duration>,
+    pub connected: Option<Duration>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum State {
+    /// Waiting for a logged-in XMPP connection.
+    Connecting,
+    /// Join sent; waiting for our own presence.
+    Joining,
+    /// In the room, no Jingle session (yet, or any more: `answered` tells which).
+    AwaitingOffer,
+    /// An offer is being taken: media starting.
+    StartingMedia { sid: String, offer: Box<AudioOffer>, restart: bool },
+    /// Answered on both sides; `connected` once ICE/DTLS is up.
+    InSession { sid: String, offer: Box<AudioOffer>, connected: bool },
+    Ended,
+}
+
+pub struct Call {
+    settings: Arc<Settings>,
+    invite: Invite,
+    nick: String,
+    room: Option<RoomJid>,
+    password: Option<String>,
+    negotiated: Option<Negotiated>,
+    state: State,
+    started: Instant,
+    /// Phone answered with 200 OK (at this instant).
+    answered: Option<Instant>,
+    connected_at: Option<Instant>,
+    /// The phone side is gone (BYE, CANCEL, dialog ended): send nothing more to it.
+    phone_gone: bool,
+    xmpp_up: bool,
+    joined: bool,
+    media_running: bool,
+    deadline: Option<(Instant, Deadline)>,
+    /// Other occupants besides the focus, for the registry.
+    others: Vec<String>,
+    outputs: VecDeque<Output>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Deadline {
+    Join,
+    Invite,
+    MediaConnect,
+}
+
+impl Call {
+    /// A new call from an INVITE. A call that cannot go anywhere (no room, a hostile room name,
+    /// no common codec, a broken offer) is refused here, before anything reaches XMPP.
+    pub fn new(settings: Arc<Settings>, invite: Invite, nick: String, now: Instant) -> Call {
+        let mut call = Call {
+            settings,
+            invite,
+            nick,
+            room: None,
+            password: None,
+            negotiated: None,
+            state: State::Connecting,
+            started: now,
+            answered: None,
+            connected_at: None,
+            phone_gone: false,
+            xmpp_up: false,
+            joined: false,
+            media_running: false,
+            deadline: None,
+            others: Vec::new(),
+            outputs: VecDeque::new(),
+        };
+        call.start();
+        call
+    }
+
+    fn start(&mut self) {
+        let s = self.settings.clone();
+        let req = dialplan::Request {
+            room: self.invite.room_header.as_deref(),
+            password: self.invite.password_header.as_deref(),
+        };
+        let route = match dialplan::route(&req, &s.sip, &s.xmpp) {
+            Ok(r) => r,
+            Err(e) => return self.refuse_route(e),
+        };
+        let room = match RoomJid::new(&route.room.node, &route.room.domain) {
+            Ok(r) => r,
+            Err(e) => {
+                return self.refuse_route(RouteError::InvalidRoom { value: route.room.to_string(), why: e.to_string() })
+            }
+        };
+        let offer = match self.invite.body.as_deref().map(SdpOffer::parse) {
+            None => Err(SdpError::NoAudio),
+            Some(r) => r,
+        };
+        let negotiated = match offer.and_then(|o| sdp::negotiate(&o, &PHONE_CODECS)) {
+            Ok(n) => n,
+            Err(e) => {
+                tracing::info!(error = %e, "refusing the call: its SDP offer is unusable");
+                return self.refuse(e.status_code(), &e.to_string());
+            }
+        };
+        tracing::info!(room = %room, via = ?route.via, codec = ?negotiated.codec, caller = %self.invite.caller, "invite");
+        self.room = Some(room);
+        self.password = route.password;
+        self.negotiated = Some(negotiated);
+        self.push_sip(SipCommand::Ring);
+        self.push_xmpp(XmppCommand::Connect);
+    }
+
+    fn refuse_route(&mut self, e: RouteError) {
+        tracing::info!(error = %e, "refusing the call");
+        let (code, _) = e.sip_status();
+        self.refuse(code, &e.to_string());
+    }
+
+    /// Ends a call before anything went to XMPP.
+    fn refuse(&mut self, code: u16, text: &str) {
+        self.push_sip(SipCommand::Reject { code, reason: Some(Reason::new(code, text)) });
+        self.finish(EndedBy::Gateway, Some(code), text);
+    }
+
+    pub fn nick(&self) -> &str {
+        &self.nick
+    }
+
+    pub fn room(&self) -> Option<&RoomJid> {
+        self.room.as_ref()
+    }
+
+    /// Other occupants of the room (not the focus), as last seen.
+    pub fn others_in_room(&self) -> usize {
+        self.others.len()
+    }
+
+    pub fn is_ended(&self) -> bool {
+        self.state == State::Ended
+    }
+
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.outputs.pop_front()
+    }
+
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.deadline.map(|(t, _)| t)
+    }
+
+    pub fn handle_input(&mut self, now: Instant, input: Input) {
+        if self.state == State::Ended {
+            return;
+        }
+        match input {
+            Input::SipAcked => {}
+            Input::SipCancelled => {
+                self.phone_gone = true;
+                self.end(now, EndedBy::Phone, None, "the caller cancelled");
+            }
+            Input::SipBye => {
+                self.phone_gone = true;
+                self.end(now, EndedBy::Phone, None, "the caller hung up");
+            }
+            Input::SipTerminated(why) => {
+                self.phone_gone = true;
+                self.end(now, EndedBy::Phone, None, &format!("the SIP dialog ended: {why}"));
+            }
+            Input::XmppReady => self.on_xmpp_ready(now),
+            Input::XmppUnavailable(why) => {
+                tracing::warn!(error = %why, "no XMPP connection for the call");
+                self.end(now, EndedBy::Gateway, Some(503), "cannot reach the conference server")
+            }
+            Input::XmppLost(why) => {
+                tracing::warn!(error = %why, "XMPP connection lost");
+                self.xmpp_up = false;
+                self.joined = false;
+                self.end(now, EndedBy::Conference, Some(503), "lost the connection to the conference server");
+            }
+            Input::Xmpp(inbound) => self.on_inbound(now, inbound),
+            Input::IqAnswered { what, error } => {
+                if let Some(e) = error {
+                    tracing::warn!(?what, error = %e, "the focus refused our IQ");
+                    if what == IqPurpose::SessionAccept {
+                        self.end(now, EndedBy::Conference, Some(500), "the conference refused our answer");
+                    }
+                }
+            }
+            Input::MediaStarted { answer, phone_local } => self.on_media_started(now, answer, phone_local),
+            Input::MediaStartFailed(why) => {
+                tracing::error!(error = %why, "media could not start");
+                self.media_running = false;
+                self.end(now, EndedBy::Gateway, Some(500), "media could not start");
+            }
+            Input::Media(ev) => self.on_media(now, ev),
+            Input::Timeout => self.on_timeout(now),
+        }
+    }
+
+    fn on_xmpp_ready(&mut self, now: Instant) {
+        let Some(room) = self.room.clone() else { return };
+        self.xmpp_up = true;
+        let s = &self.settings.xmpp;
+        let request = JoinRequest {
+            room,
+            nick: self.nick.clone(),
+            display_name: self.invite.caller.clone(),
+            password: self.password.clone(),
+            region: s.region.clone(),
+            stats_id: s.stats_id.clone(),
+            direction: xmpp::Direction::In,
+        };
+        self.push_xmpp(XmppCommand::Join { request });
+        self.state = State::Joining;
+        self.deadline = Some((now + s.muc_join_timeout, Deadline::Join));
+    }
+
+    fn on_inbound(&mut self, now: Instant, inbound: Inbound) {
+        match inbound {
+            Inbound::SelfJoined { occupants } => {
+                self.joined = true;
+                self.others = occupants.iter().filter(|o| !o.is_focus).map(|o| o.nick.clone()).collect();
+                tracing::info!(occupants = self.others.len(), "joined muc");
+                self.push_xmpp(XmppCommand::Status("Initializing Call".into()));
+                self.await_offer(now);
+            }
+            Inbound::JoinFailed(e) => {
+                tracing::warn!(error = %e, "the room refused the join");
+                let (code, text) = match e {
+                    JoinError::PasswordRequired => (403, "the room needs a password"),
+                    JoinError::MembersOnly { .. } => (403, "the room is members-only (lobby)"),
+                    JoinError::Banned => (403, "banned from the room"),
+                    JoinError::RoomFull => (486, "the room is full"),
+                    JoinError::NickConflict | JoinError::Other { .. } => (500, "the room refused the join"),
+                };
+                self.end(now, EndedBy::Conference, Some(code), text);
+            }
+            Inbound::OccupantJoined(o) => {
+                if !o.is_focus && !self.others.contains(&o.nick) {
+                    self.others.push(o.nick);
+                }
+            }
+            Inbound::OccupantLeft { nick } => {
+                self.others.retain(|n| *n != nick);
+                if nick == self.settings.xmpp.focus_resource {
+                    // jigasi: the focus left; the bridge leg is gone but the phone waits for a
+                    // new focus to invite us again.
+                    tracing::info!("the focus left the room");
+                    self.conference_gone(now, "the focus left");
+                }
+            }
+            Inbound::Kicked { reason } => {
+                self.joined = false;
+                tracing::info!(reason = ?reason, "kicked from the room");
+                self.end(now, EndedBy::Conference, Some(403), "kicked from the conference");
+            }
+            Inbound::RoomDestroyed { reason, .. } => {
+                self.joined = false;
+                tracing::info!(reason = ?reason, "the room was destroyed");
+                self.end(now, EndedBy::Conference, Some(410), "the conference room was destroyed");
+            }
+            Inbound::IqSet { from, id, payload } => self.on_iq_set(now, from, id, payload),
+            Inbound::IqGet { from, id, .. } => {
+                self.reply(&from, &id, Err(ErrorCondition::ServiceUnavailable));
+            }
+            Inbound::IqResult { .. } | Inbound::IqError { .. } | Inbound::Other => {}
+        }
+    }
+
+    /// True when `from` is the focus's occupant JID in our room.
+    fn from_focus(&self, from: &str) -> bool {
+        let Some(room) = &self.room else { return false };
+        match from.split_once('/') {
+            Some((bare, resource)) => {
+                bare.eq_ignore_ascii_case(&room.to_string()) && resource == self.settings.xmpp.focus_resource
+            }
+            None => false,
+        }
+    }
+
+    fn on_iq_set(&mut self, now: Instant, from: String, id: String, payload: Element) {
+        if payload.name() == "mute" {
+            // Not advertised (audio-mute comes later): answer as jigasi does without it.
+            return self.reply(&from, &id, Err(ErrorCondition::ItemNotFound));
+        }
+        if payload.name() != "jingle" {
+            return self.reply(&from, &id, Err(ErrorCondition::FeatureNotImplemented));
+        }
+        let iq = match JingleIq::parse(&payload) {
+            Ok(iq) => iq,
+            Err(e) => {
+                tracing::warn!(error = %e, "malformed Jingle from {from}");
+                return self.reply(&from, &id, Err(ErrorCondition::BadRequest));
+            }
+        };
+        if !self.from_focus(&from) {
+            tracing::warn!(action = iq.action.as_str(), "Jingle from {from}, not the focus: refused");
+            return self.reply(&from, &id, Err(ErrorCondition::NotAllowed));
+        }
+        // Acknowledge first, as jigasi does: the answer (if any) comes as its own IQ.
+        self.reply(&from, &id, Ok(()));
+        match iq.action {
+            Action::SessionInitiate | Action::TransportReplace => self.on_offer(now, &from, iq),
+            Action::SourceAdd | Action::SourceRemove => {
+                if self.current_sid() != Some(iq.sid.as_str()) {
+                    return;
+                }
+                match iq.source_changes() {
+                    Some(SourceChange::Add(s)) => {
+                        tracing::info!(sources = s.len(), "source-add");
+                        self.push_media(MediaCommand::AddSources(s.into_iter().map(|s| (s.ssrc, s.endpoint)).collect()))
+                    }
+                    Some(SourceChange::Remove(s)) => {
+                        tracing::info!(sources = s.len(), "source-remove");
+                        self.push_media(MediaCommand::RemoveSources(s.into_iter().map(|s| s.ssrc).collect()))
+                    }
+                    None => {}
+                }
+            }
+            Action::SessionTerminate => {
+                if self.current_sid() == Some(iq.sid.as_str()) {
+                    let why = iq.reason.as_ref().map(|r| r.condition.as_str().to_owned()).unwrap_or_default();
+                    tracing::info!(reason = %why, "the focus terminated the Jingle session");
+                    self.conference_gone(now, "session-terminate from the focus");
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn current_sid(&self) -> Option<&str> {
+        match &self.state {
+            State::StartingMedia { sid, .. } | State::InSession { sid, .. } => Some(sid),
+            _ => None,
+        }
+    }
+
+    fn on_offer(&mut self, now: Instant, from: &str, iq: JingleIq) {
+        let replacing = iq.action == Action::TransportReplace;
+        if let Some(current) = self.current_sid() {
+            if !(replacing && current == iq.sid) {
+                // A second session while one is up: refuse it, keep ours (jigasi does the same).
+                let el = jingle::session_terminate(&iq.sid, Condition::Success, Some("Call completed elsewhere"));
+                self.push_xmpp(XmppCommand::SendIq { to: from.to_owned(), payload: el, what: IqPurpose::SessionTerminate });
+                return;
+            }
+        }
+        let offer = match iq.audio_offer() {
+            Ok(o) => o,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot take the conference's offer");
+                let el = jingle::session_terminate(&iq.sid, Condition::IncompatibleParameters, Some(&e.to_string()));
+                self.push_xmpp(XmppCommand::SendIq { to: from.to_owned(), payload: el, what: IqPurpose::SessionTerminate });
+                return;
+            }
+        };
+        tracing::info!(sources = offer.sources.len(), declined = ?offer.declined, "bridge offer");
+        let conference = conference_offer(&offer);
+        let restart = self.media_running;
+        if restart {
+            self.push_media(MediaCommand::RestartConference(conference));
+        } else {
+            let Some(neg) = &self.negotiated else { return };
+            let phone = media::PhoneParams {
+                codec: match neg.codec {
+                    G711::Pcmu => media::G711::Pcmu,
+                    G711::Pcma => media::G711::Pcma,
+                },
+                codec_pt: neg.codec_pt,
+                telephone_event_pt: neg.telephone_event_pt,
+                remote_rtp: neg.remote_rtp,
+            };
+            self.media_running = true;
+            self.push_media(MediaCommand::Start { phone, conference });
+        }
+        self.deadline = Some((now + MEDIA_CONNECT_TIMEOUT, Deadline::MediaConnect));
+        self.state = State::StartingMedia { sid: iq.sid, offer: Box::new(offer), restart };
+    }
+
+    fn on_media_started(&mut self, now: Instant, answer: ConferenceAnswer, phone_local: SocketAddr) {
+        let State::StartingMedia { sid, offer, .. } = std::mem::replace(&mut self.state, State::AwaitingOffer) else {
+            return;
+        };
+        if self.answered.is_none() && !self.phone_gone {
+            let Some(neg) = &self.negotiated else { return };
+            let ip = self.settings.sip.public_address.unwrap_or(if phone_local.ip().is_unspecified() {
+                self.invite.local_ip
+            } else {
+                phone_local.ip()
+            });
+            let sdp = sdp::answer(neg, ip, phone_local.port(), session_id(&self.invite.call_id));
+            self.push_sip(SipCommand::Answer { sdp });
+            self.answered = Some(now);
+            tracing::info!(setup_ms = (now - self.started).as_millis() as u64, "answered phone 200 OK");
+        }
+        let local = local_answer(&answer);
+        let Some(room) = self.room.clone() else { return };
+        let focus = format!("{}/{}", room, self.settings.xmpp.focus_resource);
+        let our_jid = format!("{}/{}", room, self.nick);
+        self.push_xmpp(XmppCommand::SendIq {
+            to: focus.clone(),
+            payload: jingle::transport_info(&sid, &local),
+            what: IqPurpose::TransportInfo,
+        });
+        self.push_xmpp(XmppCommand::SendIq {
+            to: focus,
+            payload: jingle::session_accept(&sid, &our_jid, &local, &offer),
+            what: IqPurpose::SessionAccept,
+        });
+        self.state = State::InSession { sid, offer, connected: false };
+    }
+
+    fn on_media(&mut self, now: Instant, ev: MediaEvent) {
+        match ev {
+            MediaEvent::ConferenceConnected => {
+                if let State::InSession { connected, .. } = &mut self.state {
+                    if !*connected {
+                        *connected = true;
+                        self.deadline = None;
+                        self.connected_at.get_or_insert(now);
+                        tracing::info!(after_ms = (now - self.started).as_millis() as u64, "conference media connected");
+                        self.push_xmpp(XmppCommand::Status("Connected".into()));
+                    }
+                }
+            }
+            MediaEvent::ConferenceFailed(why) => {
+                tracing::warn!(error = %why, "conference media failed");
+                self.end(now, EndedBy::Gateway, Some(500), "media to the conference failed");
+            }
+            _ => {}
+        }
+    }
+
+    /// The bridge leg ended while the room and the phone remain: wait for a new offer until the
+    /// invite timeout (jigasi's "call-resume"), or end now when that timeout is off.
+    fn conference_gone(&mut self, now: Instant, what: &str) {
+        if matches!(self.state, State::StartingMedia { .. } | State::InSession { .. }) {
+            self.push_media(MediaCommand::StopConference);
+        }
+        if self.settings.call.invite_timeout.is_none() {
+            return self.end(now, EndedBy::Conference, Some(408), what);
+        }
+        self.await_offer(now);
+    }
+
+    fn await_offer(&mut self, now: Instant) {
+        self.state = State::AwaitingOffer;
+        self.deadline = self.settings.call.invite_timeout.map(|t| (now + t, Deadline::Invite));
+    }
+
+    fn on_timeout(&mut self, now: Instant) {
+        let Some((at, which)) = self.deadline else { return };
+        if now < at {
+            return;
+        }
+        self.deadline = None;
+        match which {
+            Deadline::Join => self.end(now, EndedBy::Gateway, Some(408), "joining the room timed out"),
+            Deadline::Invite => self.end(now, EndedBy::Gateway, Some(408), "No invite from conference focus"),
+            Deadline::MediaConnect => {
+                self.end(now, EndedBy::Gateway, Some(408), "media connection to the conference timed out")
+            }
+        }
+    }
+
+    /// Ends the call: tells the phone (BYE, or a final response if unanswered) unless the phone
+    /// ended it, ends the Jingle session unless the conference ended it, stops media, leaves.
+    fn end(&mut self, now: Instant, by: EndedBy, cause: Option<u16>, text: &str) {
+        if self.state == State::Ended {
+            return;
+        }
+        if !self.phone_gone {
+            let code = cause.unwrap_or(500);
+            let reason = Some(Reason::new(code, text));
+            if self.answered.is_some() {
+                self.push_sip(SipCommand::Bye { reason });
+            } else {
+                self.push_sip(SipCommand::Reject { code, reason });
+            }
+            self.phone_gone = true;
+        }
+        if let Some(sid) = self.current_sid().map(str::to_owned) {
+            if self.joined && by != EndedBy::Conference {
+                let condition = if by == EndedBy::Phone { Condition::Success } else { Condition::GeneralError };
+                if let Some(room) = &self.room {
+                    let to = format!("{}/{}", room, self.settings.xmpp.focus_resource);
+                    let payload = jingle::session_terminate(&sid, condition, Some(text));
+                    self.push_xmpp(XmppCommand::SendIq { to, payload, what: IqPurpose::SessionTerminate });
+                }
+            }
+        }
+        if self.media_running {
+            self.push_media(MediaCommand::Stop);
+            self.media_running = false;
+        }
+        if self.xmpp_up {
+            self.push_xmpp(XmppCommand::Leave);
+            self.xmpp_up = false;
+        }
+        let _ = now;
+        self.finish(by, cause.filter(|_| by != EndedBy::Phone), text);
+    }
+
+    fn finish(&mut self, by: EndedBy, cause: Option<u16>, text: &str) {
+        let summary = EndSummary {
+            by,
+            cause,
+            text: text.to_owned(),
+            setup: self.answered.map(|t| t - self.started),
+            connected: self.connected_at.map(|t| t - self.started),
+        };
+        tracing::info!(by = ?by, cause = ?cause, reason = %text, "call ended");
+        self.state = State::Ended;
+        self.deadline = None;
+        self.outputs.push_back(Output::Ended(summary));
+    }
+
+    fn reply(&mut self, to: &str, id: &str, r: Result<(), ErrorCondition>) {
+        let reply = match r {
+            Ok(()) => Reply::Result(None),
+            Err(c) => Reply::Error(ErrorReply::new(c)),
+        };
+        self.push_xmpp(XmppCommand::Reply { to: to.to_owned(), id: id.to_owned(), reply });
+    }
+
+    fn push_sip(&mut self, c: SipCommand) {
+        self.outputs.push_back(Output::Sip(c));
+    }
+
+    fn push_xmpp(&mut self, c: XmppCommand) {
+        self.outputs.push_back(Output::Xmpp(c));
+    }
+
+    fn push_media(&mut self, c: MediaCommand) {
+        self.outputs.push_back(Output::Media(c));
+    }
+}
+
+/// A stable SDP session id per call (RFC 4566 wants it unique; a hash of the Call-ID is).
+fn session_id(call_id: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    call_id.hash(&mut h);
+    h.finish() >> 1
+}
+
+/// Jingle's offer in media's terms.
+fn conference_offer(o: &AudioOffer) -> media::ConferenceOffer {
+    media::ConferenceOffer {
+        ufrag: o.ufrag.clone(),
+        pwd: o.pwd.clone(),
+        fingerprint: (o.fingerprint.hash.clone(), o.fingerprint.value.clone()),
+        candidates: o
+            .candidates
+            .iter()
+            .filter(|c| c.component == 1)
+            .filter_map(|c| media::RemoteCandidate::from_parts(&c.foundation, c.priority, c.protocol.as_str(), SocketAddr::new(c.ip, c.port), c.kind.as_str()))
+            .collect(),
+        opus_pt: o.opus_pt,
+        telephone_event_pt: o.telephone_event_pt,
+        audio_level_ext: o.audio_level_ext,
+        sources: o.sources.iter().map(|s| (s.ssrc, s.endpoint.clone())).collect(),
+    }
+}
+
+/// Media's answer in Jingle's terms.
+fn local_answer(a: &ConferenceAnswer) -> jingle::LocalAnswer {
+    jingle::LocalAnswer {
+        ufrag: a.ufrag.clone(),
+        pwd: a.pwd.clone(),
+        fingerprint: jingle::LocalFingerprint { hash: a.fingerprint.0.clone(), value: a.fingerprint.1.clone() },
+        candidates: a.candidates.iter().enumerate().map(|(i, c)| c.to_jingle(i)).collect(),
+        ssrc: a.ssrc,
+        cname: a.cname.clone(),
+        msid: jingle::Msid { stream: a.msid.0.clone(), track: a.msid.1.clone() },
+    }
+}
