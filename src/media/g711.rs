@@ -131,6 +131,10 @@ mod tests {
         out
     }
 
+    /// The A-law T_max in dB above 0 dBm0 (a level that happens to look like π to clippy).
+    #[allow(clippy::approx_constant)]
+    const A_LAW_T_MAX_DB: f64 = 3.14;
+
     #[test]
     fn the_digital_milliwatt_encodes_to_the_itu_sequences() {
         // G.711 Table 5 (µ-law, T_max = +3.17 dBm0) and Table 6 (A-law, T_max = +3.14 dBm0).
@@ -139,7 +143,7 @@ mod tests {
             .map(|&s| ulaw_encode(s))
             .collect();
         assert_eq!(mu, [0x1E, 0x0B, 0x0B, 0x1E, 0x9E, 0x8B, 0x8B, 0x9E]);
-        let a: Vec<u8> = digital_milliwatt(32768.0, 3.14)
+        let a: Vec<u8> = digital_milliwatt(32768.0, A_LAW_T_MAX_DB)
             .iter()
             .map(|&s| alaw_encode(s))
             .collect();
