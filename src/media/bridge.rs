@@ -72,30 +72,29 @@ impl Speaker {
     /// This speaker's next 20 ms, or `None` when there is nothing to play.
     fn next_frame(&mut self, now: Instant, opus_pt: u8) -> Option<Frame> {
         while self.pending.len() < FRAME_SAMPLES {
-            let result = match self.playout.pop(now) {
+            let decoded = match self.playout.pop(now) {
                 Playout::Packet {
                     payload_type,
                     payload,
-                } if payload_type == opus_pt => {
-                    self.decoder.decode(&payload, &mut self.pending).map(drop)
-                }
+                } if payload_type == opus_pt => self.decoder.decode(&payload, &mut self.pending),
                 // A telephone-event in the speaker's sequence: the speaker's audio pauses.
                 Playout::Packet { .. } => {
                     self.pending.extend_from_slice(&[0; FRAME_SAMPLES]);
-                    Ok(())
+                    continue;
                 }
-                Playout::Lost { next } => {
+                Playout::Lost {
+                    next: Some((pt, next)),
+                } if pt == opus_pt => {
                     self.concealed += 1;
-                    match next {
-                        Some((pt, next)) if pt == opus_pt => {
-                            self.decoder.recover(next, &mut self.pending)
-                        }
-                        _ => self.decoder.conceal(&mut self.pending),
-                    }
+                    self.decoder.recover(next, &mut self.pending).map(|()| 0)
+                }
+                Playout::Lost { .. } => {
+                    self.concealed += 1;
+                    self.decoder.conceal(&mut self.pending).map(|()| 0)
                 }
                 Playout::Absent => break,
             };
-            if let Err(e) = result {
+            if let Err(e) = decoded {
                 tracing::debug!(owner = %self.owner, error = %e, "undecodable Opus packet, concealed");
                 self.concealed += 1;
                 if self.decoder.conceal(&mut self.pending).is_err() {

@@ -14,7 +14,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use rand::distr::{Alphanumeric, SampleString};
-use str0m::config::{CryptoProvider, DtlsCert, Fingerprint};
+use str0m::config::{CryptoProvider, DtlsCert, DtlsVersion, Fingerprint};
 use str0m::format::{Codec, FormatParams};
 use str0m::media::{Frequency, MediaKind, Mid, Pt};
 use str0m::net::{Protocol, Receive};
@@ -143,6 +143,8 @@ impl ConferenceLeg {
 
         let mut config = RtcConfig::new()
             .set_rtp_mode(true)
+            // The videobridge (and aiortc) speak DTLS 1.2 only; 1.3 fails against them.
+            .set_dtls_version(DtlsVersion::Dtls12)
             .set_dtls_cert(identity.0.clone())
             .set_stats_interval(Some(Duration::from_secs(1)))
             .clear_codecs()

@@ -113,11 +113,12 @@ pub enum MediaEvent {
     PhoneMediaStarted,
     /// No RTP from the phone for [`phone_leg::NO_RTP_TIMEOUT`] (also when none ever came).
     PhoneMediaStopped,
-    /// The phone pressed a key (RFC 4733 telephone-event, reported once when the event ends).
+    /// The phone pressed a key (RFC 4733 telephone-event), reported once, as soon as the first
+    /// packet of the press arrives.
     Dtmf(char),
 }
 
-/// Counters of one leg, in both directions.
+/// Counters of one leg, in both directions (RTP packets and their payload bytes).
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct LegStats {
     pub packets_in: u64,
