@@ -447,3 +447,122 @@ impl MediaBridge {
         self.collect_at(self.now);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::PortRange;
+    use crate::media::rtp::RtpPacket;
+    use crate::media::IceCandidate;
+
+    fn bridge(now: Instant) -> MediaBridge {
+        let settings = MediaSettings {
+            ports: PortRange::new(20000, 20050).unwrap(),
+            opus_complexity: 5,
+            opus_bitrate: 20_000,
+            opus_fec: true,
+            opus_dtx: false,
+        };
+        let offer = ConferenceOffer {
+            ufrag: "bridgeufrag".into(),
+            pwd: "bridgepasswordbridgepassword".into(),
+            fingerprint: ("sha-256".into(), vec!["5A"; 32].join(":")),
+            candidates: vec![IceCandidate {
+                foundation: "1".into(),
+                component: 1,
+                protocol: "udp".into(),
+                priority: 2_130_706_431,
+                ip: "192.0.2.1".parse().unwrap(),
+                port: 10000,
+                kind: "host".into(),
+                related: None,
+            }],
+            opus_pt: 111,
+            telephone_event_pt: Some(126),
+            audio_level_ext: Some(1),
+            sources: vec![(1, "ep1".into())],
+        };
+        let phone = PhoneParams {
+            codec: G711::Pcma,
+            codec_pt: 8,
+            telephone_event_pt: Some(101),
+            remote_rtp: "198.51.100.7:4000".parse().unwrap(),
+        };
+        let identity = DtlsIdentity::generate().unwrap();
+        let local = "192.0.2.100:30002".parse().unwrap();
+        MediaBridge::new(now, &settings, phone, &offer, local, &identity)
+            .unwrap()
+            .0
+    }
+
+    fn run_for(b: &mut MediaBridge, from: Instant, duration: Duration) -> Vec<Transmit> {
+        let mut out = Vec::new();
+        let mut now = from;
+        while now < from + duration {
+            b.handle_timeout(now);
+            out.extend(std::iter::from_fn(|| b.poll_transmit()));
+            now = b.poll_timeout().max(now + Duration::from_millis(1));
+        }
+        out
+    }
+
+    #[test]
+    fn the_phone_gets_a_packet_of_silence_every_20_ms_before_the_conference_connects() {
+        let t0 = Instant::now();
+        let mut b = bridge(t0);
+        let sent = run_for(&mut b, t0, Duration::from_secs(1));
+        let to_phone: Vec<_> = sent.iter().filter(|t| t.leg == Leg::Phone).collect();
+        assert!((49..=50).contains(&to_phone.len()), "{}", to_phone.len());
+        for t in &to_phone {
+            assert_eq!(t.destination, "198.51.100.7:4000".parse().unwrap());
+            let p = RtpPacket::parse(&t.payload).unwrap();
+            assert_eq!(p.payload_type, 8);
+            assert_eq!(p.payload, &[0xD5; FRAME_SAMPLES][..]); // A-law silence
+        }
+        // Meanwhile ICE checks go to the bridge's candidate.
+        assert!(sent.iter().any(
+            |t| t.leg == Leg::Conference && t.destination == "192.0.2.1:10000".parse().unwrap()
+        ));
+    }
+
+    #[test]
+    fn garbage_on_either_socket_neither_panics_nor_fails_the_call() {
+        let t0 = Instant::now();
+        let mut b = bridge(t0);
+        let mut x: u32 = 0xDEAD_BEEF;
+        let stranger: SocketAddr = "203.0.113.50:5000".parse().unwrap();
+        let bridge_addr: SocketAddr = "192.0.2.1:10000".parse().unwrap();
+        for i in 0..5000u32 {
+            let len = (i % 200) as usize;
+            let mut data: Vec<u8> = (0..len)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 17;
+                    x ^= x << 5;
+                    x as u8
+                })
+                .collect();
+            // Make some of it look like DTLS, RTP or STUN to get past the first demultiplexing.
+            if let Some(first) = data.first_mut() {
+                *first = match i % 4 {
+                    0 => 22,   // DTLS handshake
+                    1 => 0x80, // RTP
+                    2 => 0,    // STUN
+                    _ => *first,
+                };
+            }
+            let now = t0 + Duration::from_millis(u64::from(i));
+            let from = if i % 2 == 0 { stranger } else { bridge_addr };
+            b.handle_receive(now, Leg::Conference, from, &data);
+            b.handle_receive(now, Leg::Phone, stranger, &data);
+            b.handle_timeout(now);
+        }
+        let events: Vec<_> = std::iter::from_fn(|| b.poll_event()).collect();
+        assert!(
+            !events
+                .iter()
+                .any(|e| matches!(e, MediaEvent::ConferenceFailed(_))),
+            "{events:?}"
+        );
+    }
+}

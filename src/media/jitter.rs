@@ -87,7 +87,6 @@ enum State {
 
 pub struct JitterBuffer {
     clock_rate: u32,
-    delay: Duration,
     ssrc: Option<u32>,
     packets: BTreeMap<u64, Entry>,
     state: State,
@@ -99,8 +98,10 @@ pub struct JitterBuffer {
     packet_ts: u32,
     /// First extended sequence number of the current run, for the loss count.
     first_seq: Option<u64>,
+    /// Packets expected in the runs before the last restart.
     expected_before: u64,
-    /// Arrival (in timestamp units since `epoch`) and timestamp of the previous packet.
+    /// Transit time (arrival in timestamp units since `epoch`, minus the RTP timestamp) of the
+    /// previous packet, for the jitter estimate.
     last_transit: Option<f64>,
     epoch: Option<Instant>,
     jitter: f64,
@@ -110,13 +111,8 @@ pub struct JitterBuffer {
 impl JitterBuffer {
     /// A buffer for a stream with this RTP clock rate, playing out after [`PLAYOUT_DELAY`].
     pub fn new(clock_rate: u32) -> JitterBuffer {
-        JitterBuffer::with_delay(clock_rate, PLAYOUT_DELAY)
-    }
-
-    pub fn with_delay(clock_rate: u32, delay: Duration) -> JitterBuffer {
         JitterBuffer {
             clock_rate,
-            delay,
             ssrc: None,
             packets: BTreeMap::new(),
             state: State::Idle,
@@ -193,7 +189,7 @@ impl JitterBuffer {
         );
         if self.state == State::Idle {
             self.state = State::Buffering {
-                until: now + self.delay,
+                until: now + PLAYOUT_DELAY,
             };
         }
         Pushed::Accepted
@@ -205,17 +201,19 @@ impl JitterBuffer {
             State::Idle => return Playout::Absent,
             State::Buffering { until } if now < until => return Playout::Absent,
             State::Buffering { .. } => {
+                let Some(&first) = self.packets.keys().next() else {
+                    self.state = State::Idle;
+                    return Playout::Absent;
+                };
                 self.state = State::Playing;
-                let first = *self
-                    .packets
-                    .keys()
-                    .next()
-                    .expect("buffering holds a packet");
                 self.cursor = Some(self.cursor.map_or(first, |c| c.max(first)));
             }
             State::Playing => {}
         }
-        let mut cursor = self.cursor.expect("playing has a cursor");
+        let Some(mut cursor) = self.cursor else {
+            self.state = State::Idle;
+            return Playout::Absent;
+        };
         self.cut_back(&mut cursor);
         if let Some(entry) = self.packets.remove(&cursor) {
             self.cursor = Some(cursor + 1);
@@ -229,7 +227,7 @@ impl JitterBuffer {
             self.state = State::Idle;
             return Playout::Absent;
         };
-        if first - cursor > MAX_CONCEALED_RUN {
+        if first.saturating_sub(cursor) > MAX_CONCEALED_RUN {
             self.cursor = Some(first);
             return Playout::Lost { next: None };
         }
@@ -240,11 +238,6 @@ impl JitterBuffer {
                 .get(&(cursor + 1))
                 .map(|e| (e.payload_type, e.payload.as_slice())),
         }
-    }
-
-    /// Whether playout is running (a spurt started and has not run dry).
-    pub fn is_playing(&self) -> bool {
-        self.state == State::Playing
     }
 
     pub fn stats(&self) -> StreamStats {
@@ -259,7 +252,7 @@ impl JitterBuffer {
 
     fn expected_in_run(&self) -> u64 {
         match (self.first_seq, self.newest) {
-            (Some(first), Some((newest, _))) => newest - first + 1,
+            (Some(first), Some((newest, _))) => newest.saturating_sub(first) + 1,
             _ => 0,
         }
     }
@@ -268,8 +261,8 @@ impl JitterBuffer {
     /// cursor, down to delay + a third of it (so this happens rarely, not at every tick).
     fn cut_back(&mut self, cursor: &mut u64) {
         let rate = f64::from(self.clock_rate);
-        let limit = (self.delay + MAX_EXCESS).as_secs_f64() * rate;
-        let target = (self.delay + MAX_EXCESS / 3).as_secs_f64() * rate;
+        let limit = (PLAYOUT_DELAY + MAX_EXCESS).as_secs_f64() * rate;
+        let target = (PLAYOUT_DELAY + MAX_EXCESS / 3).as_secs_f64() * rate;
         let ahead = |jb: &JitterBuffer, c: u64| {
             jb.packets.range(c + 1..).count() as f64 * f64::from(jb.packet_ts)
         };
@@ -319,15 +312,14 @@ fn extend(reference: u64, seq: u16) -> u64 {
     let low = reference & 0xFFFF;
     let base = reference - low;
     let seq = u64::from(seq);
-    let candidates = [
-        base.wrapping_sub(0x1_0000) + seq,
-        base + seq,
-        base + 0x1_0000 + seq,
-    ];
-    candidates
-        .into_iter()
-        .min_by_key(|c| c.abs_diff(reference))
-        .expect("three candidates")
+    [
+        base.wrapping_sub(0x1_0000).wrapping_add(seq),
+        base.wrapping_add(seq),
+        base.wrapping_add(0x1_0000).wrapping_add(seq),
+    ]
+    .into_iter()
+    .min_by_key(|c| c.abs_diff(reference))
+    .unwrap_or(reference)
 }
 
 #[cfg(test)]
@@ -549,5 +541,51 @@ mod tests {
         assert!(out[..2].iter().all(|s| s == "-"));
         assert!(out[3..].iter().all(|s| s != "-" && !s.starts_with("lost")));
         assert_eq!(r.jb.stats().dropped, 0);
+    }
+
+    #[test]
+    fn arbitrary_packet_sequences_never_panic_and_never_play_twice() {
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let t0 = Instant::now();
+        let mut jb = JitterBuffer::new(8000);
+        let mut played = std::collections::HashSet::new();
+        let mut runs = 0;
+        let mut ssrc = 1u32;
+        for step in 0..20_000u64 {
+            let now = t0 + Duration::from_millis(step * 3);
+            let r = next();
+            if r % 500 == 0 {
+                ssrc += 1; // a new stream now and then
+            }
+            // Mostly nearby sequence numbers, sometimes anything at all; timestamps likewise.
+            let seq = if r % 7 == 0 {
+                (r >> 16) as u16
+            } else {
+                (step / 2 + (r >> 40) % 8) as u16
+            };
+            let ts = if r % 11 == 0 {
+                (r >> 8) as u32
+            } else {
+                u32::from(seq) * 160
+            };
+            jb.push(now, ssrc, seq, ts, 0, &seq.to_be_bytes());
+            if jb.stats().restarts != runs {
+                runs = jb.stats().restarts;
+                played.clear();
+            }
+            if r % 3 == 0 {
+                if let Playout::Packet { payload, .. } = jb.pop(now) {
+                    let seq = u16::from_be_bytes([payload[0], payload[1]]);
+                    assert!(played.insert(seq), "{seq} played twice in one run");
+                }
+            }
+        }
+        assert!(runs > 10, "the sequence should exercise restarts ({runs})");
     }
 }
