@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use super::conference_leg::{ConferenceEvent, ConferenceLeg, OPUS_CLOCK};
 use super::jitter::{JitterBuffer, Playout, StreamStats};
 use super::level::{audio_level, is_voice};
-use super::mixer::{accumulate, saturate};
+use super::mixer::mix;
 use super::opus::{OpusDecoder, OpusEncoder};
 use super::phone_leg::{PhoneEvent, PhoneLeg};
 use super::{
@@ -356,13 +356,13 @@ impl MediaBridge {
 
     fn tick(&mut self, now: Instant) {
         // The room, mixed, to the phone.
-        let mut room = [0i32; FRAME_SAMPLES];
-        for speaker in self.speakers.values_mut() {
-            if let Some(frame) = speaker.next_frame(now, self.opus_pt) {
-                accumulate(&mut room, &frame);
-            }
-        }
-        self.phone.send_frame(&saturate(&room));
+        let opus_pt = self.opus_pt;
+        let frames: Vec<Frame> = self
+            .speakers
+            .values_mut()
+            .filter_map(|s| s.next_frame(now, opus_pt))
+            .collect();
+        self.phone.send_frame(&mix(&frames));
 
         // The phone to the room.
         let voice = self.phone_input.next_frame(now);

@@ -260,11 +260,6 @@ impl ConferenceLeg {
         Ok((leg, answer))
     }
 
-    /// Our SSRC (also in the answer).
-    pub fn ssrc(&self) -> u32 {
-        *self.tx_ssrc
-    }
-
     pub fn is_connected(&self) -> bool {
         matches!(self.state, State::Connected { .. })
     }

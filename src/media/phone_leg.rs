@@ -125,10 +125,6 @@ impl PhoneLeg {
         }
     }
 
-    pub fn ssrc(&self) -> u32 {
-        self.ssrc
-    }
-
     /// Where our RTP goes now.
     pub fn remote(&self) -> SocketAddr {
         self.remote
