@@ -247,7 +247,7 @@ impl SdpOffer {
             match kind {
                 b'o' => offer.origin = Some(parse_origin(value).ok_or_else(|| bad("bad o="))?),
                 b'c' => {
-                    let addr = parse_connection(value).map_err(|why| bad(why))?;
+                    let addr = parse_connection(value).map_err(&bad)?;
                     match offer.media.last_mut() {
                         Some(m) => m.connection = Some(addr),
                         None => offer.connection = Some(addr),
