@@ -10,11 +10,11 @@
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 
-use rsipstack::dialog::dialog::{DialogState, DialogStateReceiver, TerminatedReason};
+use rsipstack::dialog::dialog::{Dialog, DialogState, DialogStateReceiver, TerminatedReason};
 use rsipstack::dialog::dialog_layer::DialogLayer;
 use rsipstack::dialog::invite_dialog::InviteDialog;
 use rsipstack::sip::param::Tag;
-use rsipstack::sip::prelude::HeadersExt;
+use rsipstack::sip::prelude::{HeadersExt, ToTypedHeader};
 use rsipstack::sip::{Header, Method, Param, Scheme, StatusCode, Uri};
 use rsipstack::transaction::endpoint::EndpointInnerRef;
 use rsipstack::transaction::transaction::Transaction;
@@ -542,6 +542,13 @@ async fn new_call(ctx: &Ctx, mut tx: Transaction, request_uri: String, headers: 
             return;
         }
     };
+    if transport == Transport::Udp {
+        if let Some(target) = nat_target(&tx.original, &headers, remote) {
+            debug!(%target, "caller behind NAT: in-dialog requests go to its source address");
+            let contact = tx.original.contact_header().ok().cloned();
+            Dialog::Invite(dialog.clone()).set_remote_target(target, contact);
+        }
+    }
     if let Err(e) = tx.send_trying().await {
         debug!(error = %e, "100 Trying not sent");
     }
@@ -589,6 +596,33 @@ async fn new_call(ctx: &Ctx, mut tx: Transaction, request_uri: String, headers: 
     if let Err(e) = dialog.handle(&mut tx).await {
         debug!(error = %e, "INVITE transaction");
     }
+}
+
+/// Where requests inside the dialog must go when the caller is behind NAT, else `None`.
+///
+/// A phone behind NAT writes its private address in Via and Contact; its INVITE arrives from
+/// the NAT's public binding. With a single Via (no proxy in the path) naming the Contact's host
+/// and not the source, the Contact cannot be reached but the source can: requests follow the
+/// source, as responses do (RFC 3581).
+fn nat_target(req: &rsipstack::sip::Request, headers: &Headers, source: SocketAddr) -> Option<Uri> {
+    if headers.tokens("Via").count() != 1 {
+        return None;
+    }
+    let via_host = req
+        .top_via_header()
+        .ok()?
+        .typed()
+        .ok()?
+        .uri
+        .host_with_port
+        .host;
+    let mut target = req.typed_contact_headers().ok()?.into_iter().next()?.uri;
+    let behind_nat = target.host_with_port.host == via_host
+        && via_host != rsipstack::sip::Host::IpAddr(source.ip());
+    behind_nat.then(|| {
+        target.host_with_port = source.into();
+        target
+    })
 }
 
 /// Answers the requests of one dialog that need the gateway's state and reports what happens,
@@ -773,6 +807,60 @@ mod tests {
         let answer = Mutex::new(Some("ours".to_string()));
         assert_eq!(reinvite(b"not sdp", &answer).0, 400);
         assert_eq!(lock(&answer).as_deref(), Some("ours"));
+    }
+
+    fn invite(via: &str, contact: &str) -> (rsipstack::sip::Request, Headers) {
+        let text = format!(
+            "INVITE sip:room@192.0.2.1 SIP/2.0\r\nVia: {via}\r\nFrom: <sip:a@b>;tag=1\r\n\
+             To: <sip:room@192.0.2.1>\r\nCall-ID: c\r\nCSeq: 1 INVITE\r\nContact: {contact}\r\n\
+             Content-Length: 0\r\n\r\n"
+        );
+        let rsipstack::sip::SipMessage::Request(req) =
+            rsipstack::sip::SipMessage::try_from(text.as_str()).unwrap()
+        else {
+            panic!()
+        };
+        let headers = req
+            .headers
+            .iter()
+            .map(|h| (h.name().to_string(), h.value().to_string()))
+            .collect();
+        (req, headers)
+    }
+
+    const SOURCE: &str = "198.51.100.7:61000";
+
+    #[test]
+    fn natted_phone_is_reached_at_its_source() {
+        let (req, h) = invite(
+            "SIP/2.0/UDP 10.0.0.5:5060;branch=z9hG4bK1;rport",
+            "<sip:alice@10.0.0.5:5060>",
+        );
+        let target = nat_target(&req, &h, SOURCE.parse().unwrap()).unwrap();
+        assert_eq!(target.to_string(), "sip:alice@198.51.100.7:61000");
+    }
+
+    #[test]
+    fn contact_is_kept_when_the_phone_is_not_natted_or_a_proxy_is_in_between() {
+        let source: SocketAddr = SOURCE.parse().unwrap();
+        // The phone's own address is where the INVITE came from.
+        let (req, h) = invite(
+            "SIP/2.0/UDP 198.51.100.7:61000;branch=z9hG4bK1",
+            "<sip:alice@198.51.100.7:61000>",
+        );
+        assert_eq!(nat_target(&req, &h, source), None);
+        // A proxy forwarded it: two Vias, the Contact is for the proxy to reach.
+        let (req, h) = invite(
+            "SIP/2.0/UDP 198.51.100.7;branch=z9hG4bKp, SIP/2.0/UDP 10.0.0.5:5060;branch=z9hG4bK1",
+            "<sip:alice@10.0.0.5:5060>",
+        );
+        assert_eq!(nat_target(&req, &h, source), None);
+        // A Contact elsewhere than the Via (a registrar-provided GRUU, another host).
+        let (req, h) = invite(
+            "SIP/2.0/UDP 10.0.0.5:5060;branch=z9hG4bK1",
+            "<sip:alice@pbx.example.com>",
+        );
+        assert_eq!(nat_target(&req, &h, source), None);
     }
 
     #[test]

@@ -133,3 +133,112 @@ pub fn options(from: SocketAddr, call_id: &str) -> String {
          Call-ID: {call_id}\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
     )
 }
+
+/// A scripted caller over UDP: builds requests of one dialog and reads the answers.
+pub struct Uac {
+    pub udp: RawUdp,
+    pub call_id: String,
+    pub from_tag: String,
+    /// Our tag as the gateway set it (from its first tagged response).
+    pub to_tag: Option<String>,
+    /// The Via sent-by to write (normally our socket; something else to play a NATed phone).
+    pub via_host: String,
+    branches: u32,
+}
+
+impl Uac {
+    pub async fn new(server: SocketAddr, call_id: &str) -> Self {
+        let udp = RawUdp::new(server).await;
+        let via_host = udp.local().to_string();
+        Uac {
+            udp,
+            call_id: call_id.into(),
+            from_tag: format!("{call_id}-ft"),
+            to_tag: None,
+            via_host,
+            branches: 0,
+        }
+    }
+
+    /// A request of this dialog; `branch` reuses a Via branch (ACK of a non-2xx, CANCEL).
+    pub fn request(
+        &mut self,
+        method: &str,
+        cseq: u32,
+        extra: &[&str],
+        body: &str,
+        branch: Option<&str>,
+    ) -> (String, String) {
+        self.branches += 1;
+        let branch = branch
+            .map(String::from)
+            .unwrap_or_else(|| format!("z9hG4bK-{}-{}", self.call_id, self.branches));
+        let to_tag = self
+            .to_tag
+            .as_ref()
+            .map(|t| format!(";tag={t}"))
+            .unwrap_or_default();
+        let mut msg = format!(
+            "{method} sip:room@{server} SIP/2.0\r\n\
+             Via: SIP/2.0/UDP {via};branch={branch};rport\r\n\
+             Max-Forwards: 70\r\n\
+             From: \"Caller\" <sip:+4930123@{via}>;tag={from_tag}\r\n\
+             To: <sip:room@{server}>{to_tag}\r\n\
+             Call-ID: {call_id}\r\n\
+             CSeq: {cseq} {method}\r\n\
+             Contact: <sip:caller@{via}>\r\n",
+            server = self.udp.server,
+            via = self.via_host,
+            from_tag = self.from_tag,
+            call_id = self.call_id,
+        );
+        for h in extra {
+            msg.push_str(h);
+            msg.push_str("\r\n");
+        }
+        msg.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
+        (msg, branch)
+    }
+
+    /// Sends a request and returns its Via branch.
+    pub async fn send(&mut self, method: &str, cseq: u32, extra: &[&str], body: &str) -> String {
+        let (msg, branch) = self.request(method, cseq, extra, body, None);
+        self.udp.send(msg.as_bytes()).await;
+        branch
+    }
+
+    /// Reads until the final response to `cseq method` arrives; records the To tag.
+    pub async fn final_response(&mut self, cseq: u32, method: &str) -> String {
+        let want = format!("{cseq} {method}");
+        loop {
+            let msg = self
+                .udp
+                .recv(Duration::from_secs(10))
+                .await
+                .unwrap_or_else(|| panic!("no final response to {want}"));
+            let code = status_of(&msg).unwrap_or(0);
+            if code >= 200 && header(&msg, "CSeq").as_deref() == Some(want.as_str()) {
+                if self.to_tag.is_none() {
+                    self.to_tag = header(&msg, "To")
+                        .and_then(|to| to.split(";tag=").nth(1).map(|t| t.to_string()));
+                }
+                return msg;
+            }
+        }
+    }
+}
+
+/// The body of a raw message.
+pub fn body(msg: &str) -> &str {
+    msg.split_once("\r\n\r\n").map_or("", |(_, b)| b)
+}
+
+/// An SDP offer from 127.0.0.1 with `media` lines after the session part.
+pub fn sdp_offer(version: u32, media: &str) -> String {
+    format!(
+        "v=0\r\no=- 42 {version} IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n{media}"
+    )
+}
+
+pub const PCMU_OFFER: &str =
+    "m=audio 30000 RTP/AVP 0 101\r\na=rtpmap:101 telephone-event/8000\r\na=sendrecv\r\n";
