@@ -63,11 +63,11 @@ pub(crate) fn screen(datagram: &[u8], limit: usize) -> Screened<'_> {
 
 /// Why a request is answered here, and with what.
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct Problem {
-    code: u16,
-    phrase: String,
-    /// 501 and 405 carry `Allow`.
-    allow: bool,
+pub(crate) struct Problem {
+    pub code: u16,
+    pub phrase: String,
+    /// 501 carries `Allow`.
+    pub allow: bool,
 }
 
 impl Problem {
@@ -154,6 +154,16 @@ impl<'a> Raw<'a> {
             if value.starts_with(char::is_whitespace) {
                 *value = value.trim_start().to_string();
             }
+        }
+        // Over UDP a body without Content-Length runs to the end of the datagram (RFC 3261
+        // §18.3); the stack would read it as empty.
+        if !body.is_empty()
+            && !headers
+                .iter()
+                .any(|(n, _)| canonical(n).eq_ignore_ascii_case("Content-Length"))
+        {
+            headers.push(("Content-Length".into(), body.len().to_string()));
+            tidy = true;
         }
         let mut raw = Raw {
             start,
@@ -348,6 +358,23 @@ fn has_tag(value: &str) -> bool {
             .next()
             .is_some_and(|n| n.trim().eq_ignore_ascii_case("tag"))
     })
+}
+
+/// The checks of [`screen`] on a request the stack has already parsed: over TCP the stack
+/// reads the stream itself, so this is the only look the gateway gets at such a request.
+/// `request_line` is rebuilt from the parsed request; the header values are as received.
+pub(crate) fn check_parsed(
+    request_line: String,
+    headers: Vec<(String, String)>,
+    body: &[u8],
+) -> Result<(), Problem> {
+    let raw = Raw {
+        start: request_line,
+        headers,
+        body,
+        tidy: false,
+    };
+    check_request(&raw).map(|_| ())
 }
 
 /// Checks the request line and the headers every request needs; returns the method.

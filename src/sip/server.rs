@@ -30,6 +30,7 @@ use tracing::{debug, info, warn};
 
 use super::headers::{Headers, NameAddr, Reason};
 use super::policy::{self, RequestView, Route, ACCEPT, ALLOW};
+use super::screen;
 use super::sdp::{self, Negotiated, SdpOffer};
 use super::udp::ScreenedUdp;
 use crate::config::{SipSettings, Transport};
@@ -94,7 +95,8 @@ pub struct IncomingCall {
 }
 
 /// What happens to a call's dialog after the INVITE. `Cancelled`, `Bye` and `Terminated` end
-/// the stream; exactly one of them comes last.
+/// the stream; exactly one of them comes last (unless the server shuts down first: then the
+/// stream just ends).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DialogEvent {
     /// The ACK for our 200 OK arrived.
@@ -445,6 +447,19 @@ async fn handle_request(ctx: Arc<Ctx>, mut tx: Transaction) {
     let method = tx.original.method.to_string();
     let uri = uri_text(&tx.original.uri);
     let headers = headers_of(&tx);
+    // UDP datagrams went through the screen already; a stream the stack reads itself.
+    if tx.connection.as_ref().is_some_and(|c| c.is_reliable()) {
+        let line = format!("{method} {uri} {}", tx.original.version);
+        let raw_headers = headers.iter().map(|(n, v)| (n.into(), v.into())).collect();
+        if let Err(problem) = screen::check_parsed(line, raw_headers, &tx.original.body) {
+            let allow = problem.allow.then(|| ("Allow", ALLOW.to_string()));
+            debug!(%method, code = problem.code, why = %problem.phrase, "refused");
+            // Responses copy the request's version; ours is 2.0 whatever the request says.
+            tx.original.version = rsipstack::sip::Version::V2;
+            reply(&mut tx, problem.code, allow.into_iter().collect()).await;
+            return;
+        }
+    }
     let route = policy::route(&RequestView {
         method: &method,
         uri: &uri,
@@ -560,13 +575,16 @@ async fn new_call(ctx: &Ctx, mut tx: Transaction, request_uri: String, headers: 
     }
     let answer = Arc::new(Mutex::new(None));
     let (events_tx, events_rx) = mpsc::channel(EVENT_QUEUE);
-    tokio::spawn(watch_dialog(
-        state_rx,
-        events_tx,
-        dialog.clone(),
-        answer.clone(),
-        ctx.layer.clone(),
-    ));
+    spawn_until(
+        &ctx.cancel,
+        watch_dialog(
+            state_rx,
+            events_tx,
+            dialog.clone(),
+            answer.clone(),
+            ctx.layer.clone(),
+        ),
+    );
     let call = IncomingCall {
         call_id: headers.get("Call-ID").unwrap_or_default().to_string(),
         from,

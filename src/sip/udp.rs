@@ -38,7 +38,9 @@ impl StackUdpSocket for ScreenedUdp {
                     return Ok((bytes.len(), from));
                 }
                 Screened::Answer(response) => {
-                    debug!(%from, status = %String::from_utf8_lossy(&response[..response.len().min(40)]).lines().next().unwrap_or(""), "answered a request the stack is not given");
+                    let text = String::from_utf8_lossy(&response);
+                    let status = text.lines().next().unwrap_or("");
+                    debug!(%from, status, "answered a request the stack is not given");
                     if let Err(e) = self.socket.send_to(&response, from).await {
                         debug!(%from, error = %e, "answer not sent");
                     }

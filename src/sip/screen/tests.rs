@@ -180,6 +180,17 @@ From: <sip:a@127.0.0.1>;tag=1\r\nTo: <sip:gw@127.0.0.1>\r\nCall-ID: c1\r\nCSeq: 
 }
 
 #[test]
+fn body_without_content_length_runs_to_the_datagram_end() {
+    let invite = include_bytes!("../../../tests/fixtures/sip/sipp-3.6.1-uac.invite");
+    let text = String::from_utf8_lossy(invite).replace("Content-Length:   129\r\n", "");
+    let out = forwarded(screen(text.as_bytes(), LIMIT));
+    let Ok(SipMessage::Request(req)) = SipMessage::try_from(out.as_slice()) else {
+        panic!("not a request")
+    };
+    assert_eq!(req.body.len(), 129);
+}
+
+#[test]
 fn answer_echoes_the_request_headers_and_tags_to() {
     let msg = torture("3.3.9-mcl01.dat");
     let Screened::Answer(bytes) = screen(&msg, LIMIT) else {
