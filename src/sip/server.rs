@@ -395,7 +395,10 @@ async fn accept_tcp(
         let (stream, peer) = match listener.accept().await {
             Ok(accepted) => accepted,
             Err(e) => {
+                // Out of descriptors and the like: give the process a moment instead of
+                // spinning on the same error.
                 warn!(error = %e, "TCP accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
                 continue;
             }
         };
@@ -426,7 +429,7 @@ async fn dispatch(mut incoming: rsipstack::transaction::TransactionReceiver, ctx
     }
 }
 
-/// The To tag of a request, if any.
+/// Whether the To header carries a tag (the request claims a dialog).
 fn to_tag(tx: &Transaction) -> bool {
     tx.original
         .to_header()
