@@ -13,6 +13,8 @@ use std::sync::Arc;
 #[derive(Clone)]
 pub struct ApiState {
     pub registry: Arc<Registry>,
+    /// Logged-in XMPP connections waiting for calls (the warm pool).
+    pub xmpp_idle: Arc<dyn Fn() -> usize + Send + Sync>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -62,6 +64,7 @@ async fn resources(State(state): State<ApiState>) -> Json<Value> {
         .num_alive_tasks();
     Json(json!({
         "calls": state.registry.snapshot().calls,
+        "xmpp_idle": (state.xmpp_idle)(),
         "tasks": tasks,
         "sockets": open_sockets(),
     }))

@@ -24,10 +24,14 @@ pub enum LogInitError {
 /// Installs the process-wide subscriber. `default_level` applies when `RUST_LOG` is unset or
 /// empty (an empty variable counts as unset, as for every other variable we read).
 pub fn init(format: Format, default_level: &str) -> Result<(), LogInitError> {
-    let (filter_text, source_name) = match std::env::var("RUST_LOG") {
+    let (mut filter_text, source_name) = match std::env::var("RUST_LOG") {
         Ok(v) if !v.trim().is_empty() => (v, "RUST_LOG"),
         _ => (default_level.to_string(), "log.level"),
     };
+    // rsipstack logs every raw SIP message at INFO; keep that for those who ask for it by name.
+    if !filter_text.contains("rsipstack") {
+        filter_text.push_str(",rsipstack=warn");
+    }
     let filter = EnvFilter::try_new(&filter_text).map_err(|e| LogInitError::Filter {
         filter: filter_text.clone(),
         source_name,

@@ -29,6 +29,7 @@ fn settings() -> MediaSettings {
         opus_bitrate: 20_000,
         opus_fec: true,
         opus_dtx: false,
+        bind_ip: std::net::IpAddr::from([0, 0, 0, 0]),
     }
 }
 

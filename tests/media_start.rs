@@ -22,6 +22,7 @@ fn config(min: u16, max: u16) -> MediaConfig {
         opus_bitrate: 20_000,
         opus_fec: true,
         opus_dtx: false,
+        bind_ip: std::net::IpAddr::from([0, 0, 0, 0]),
     };
     MediaConfig::new(settings, LOOPBACK, LOOPBACK).unwrap()
 }

@@ -2,7 +2,9 @@
 //! handle, waits on all of them and on the machine's deadline, feeds what happens to the
 //! [`Call`] machine and carries out its outputs. No decision is made here.
 
-use super::machine::{Call, Input, Invite, IqPurpose, MediaCommand, Output, SipCommand, XmppCommand};
+use super::machine::{
+    Call, Input, Invite, IqPurpose, MediaCommand, Output, SipCommand, XmppCommand,
+};
 use super::registry::Registry;
 use crate::config::Settings;
 use crate::media::{self, MediaHandle};
@@ -34,13 +36,29 @@ pub async fn run(ctx: Arc<CallContext>, incoming: IncomingCall) {
 }
 
 async fn drive(ctx: Arc<CallContext>, incoming: IncomingCall, nick: String) {
-    let IncomingCall { call_id, from, headers, body, remote, dialog, mut events, .. } = incoming;
+    let IncomingCall {
+        call_id,
+        from,
+        headers,
+        body,
+        remote,
+        dialog,
+        mut events,
+        ..
+    } = incoming;
     let s = &ctx.settings.sip;
     let invite = Invite {
         call_id: call_id.clone(),
-        caller: from.display_name.clone().filter(|d| !d.is_empty()).or(from.user.clone()).unwrap_or_else(|| "phone".into()),
+        caller: from
+            .display_name
+            .clone()
+            .filter(|d| !d.is_empty())
+            .or(from.user.clone())
+            .unwrap_or_else(|| "phone".into()),
         room_header: headers.get(s.room_header.as_str()).map(str::to_owned),
-        password_header: headers.get(s.room_password_header.as_str()).map(str::to_owned),
+        password_header: headers
+            .get(s.room_password_header.as_str())
+            .map(str::to_owned),
         body,
         local_ip: local_ip_toward(s.listen, remote),
     };
@@ -87,7 +105,7 @@ async fn drive(ctx: Arc<CallContext>, incoming: IncomingCall, nick: String) {
                 Some(DialogEvent::Acked) => Input::SipAcked,
                 Some(DialogEvent::Cancelled) => Input::SipCancelled,
                 Some(DialogEvent::Bye) => Input::SipBye,
-                Some(DialogEvent::Info { .. }) => continue,
+                Some(DialogEvent::Info { .. }) | Some(DialogEvent::Renegotiated(_)) => continue,
                 Some(DialogEvent::Terminated { why }) => Input::SipTerminated(why),
                 None => { sip_open = false; Input::SipTerminated("the SIP dialog is gone".into()) }
             },
@@ -166,7 +184,9 @@ async fn exec_xmpp(
                     conn.join(request)
                 }
                 XmppCommand::Status(s) => conn.set_status(Some(&s)),
-                XmppCommand::SendIq { to, payload, what } => conn.send_iq(&to, IqKind::Set, payload).map(|p| iqs.push(answer_of(what, p))),
+                XmppCommand::SendIq { to, payload, what } => conn
+                    .send_iq(&to, IqKind::Set, payload)
+                    .map(|p| iqs.push(answer_of(what, p))),
                 XmppCommand::Reply { to, id, reply } => conn.reply(&to, &id, reply),
                 XmppCommand::Connect | XmppCommand::Leave => Ok(()),
             };
@@ -179,19 +199,31 @@ fn answer_of(what: IqPurpose, pending: PendingIq) -> IqFuture {
     Box::pin(async move { (what, pending.await.err().map(|e| e.to_string())) })
 }
 
-async fn exec_media(ctx: &CallContext, media: &mut Option<MediaHandle>, cmd: MediaCommand) -> Option<Input> {
+async fn exec_media(
+    ctx: &CallContext,
+    media: &mut Option<MediaHandle>,
+    cmd: MediaCommand,
+) -> Option<Input> {
     match cmd {
-        MediaCommand::Start { phone, conference } => match media::start(&ctx.media, phone, conference) {
-            Ok((handle, answer, phone_local)) => {
-                *media = Some(handle);
-                Some(Input::MediaStarted { answer, phone_local })
+        MediaCommand::Start { phone, conference } => {
+            match media::start(&ctx.media, phone, conference) {
+                Ok((handle, answer, phone_local)) => {
+                    *media = Some(handle);
+                    Some(Input::MediaStarted {
+                        answer,
+                        phone_local,
+                    })
+                }
+                Err(e) => Some(Input::MediaStartFailed(e.to_string())),
             }
-            Err(e) => Some(Input::MediaStartFailed(e.to_string())),
-        },
+        }
         MediaCommand::RestartConference(offer) => {
             let handle = media.as_ref()?;
             match handle.restart_conference(offer).await {
-                Ok((answer, phone_local)) => Some(Input::MediaStarted { answer, phone_local }),
+                Ok((answer, phone_local)) => Some(Input::MediaStarted {
+                    answer,
+                    phone_local,
+                }),
                 Err(e) => Some(Input::MediaStartFailed(e.to_string())),
             }
         }

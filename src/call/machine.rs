@@ -7,9 +7,11 @@ use crate::config::Settings;
 use crate::dialplan::{self, RouteError};
 use crate::jingle::{self, Action, AudioOffer, Condition, Element, JingleIq, SourceChange};
 use crate::media::{self, ConferenceAnswer, MediaEvent};
-use crate::sip::sdp::{self, G711, Negotiated, SdpError, SdpOffer};
+use crate::sip::sdp::{self, Negotiated, SdpError, SdpOffer, G711};
 use crate::sip::Reason;
-use crate::xmpp::{self, ErrorCondition, ErrorReply, Inbound, JoinError, JoinRequest, Reply, RoomJid};
+use crate::xmpp::{
+    self, ErrorCondition, ErrorReply, Inbound, JoinError, JoinRequest, Reply, RoomJid,
+};
 use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -51,10 +53,16 @@ pub enum Input {
     XmppUnavailable(String),
     Xmpp(Inbound),
     /// Our answer to an IQ of ours came back (`what` says which).
-    IqAnswered { what: IqPurpose, error: Option<String> },
+    IqAnswered {
+        what: IqPurpose,
+        error: Option<String>,
+    },
     XmppLost(String),
     /// `media::start` succeeded: the answer for Jicofo and the phone leg's local RTP address.
-    MediaStarted { answer: ConferenceAnswer, phone_local: SocketAddr },
+    MediaStarted {
+        answer: ConferenceAnswer,
+        phone_local: SocketAddr,
+    },
     MediaStartFailed(String),
     Media(MediaEvent),
     /// The deadline from `poll_timeout` passed.
@@ -82,10 +90,17 @@ pub enum Output {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SipCommand {
     Ring,
-    Answer { sdp: String },
+    Answer {
+        sdp: String,
+    },
     /// A final non-2xx response to the INVITE.
-    Reject { code: u16, reason: Option<Reason> },
-    Bye { reason: Option<Reason> },
+    Reject {
+        code: u16,
+        reason: Option<Reason>,
+    },
+    Bye {
+        reason: Option<Reason>,
+    },
 }
 
 #[derive(Debug)]
@@ -93,17 +108,30 @@ pub enum XmppCommand {
     /// Take a logged-in connection (from the warm pool).
     Connect,
     /// `<conference/>` to the focus, then the MUC join.
-    Join { request: JoinRequest },
+    Join {
+        request: JoinRequest,
+    },
     Status(String),
-    SendIq { to: String, payload: Element, what: IqPurpose },
-    Reply { to: String, id: String, reply: Reply },
+    SendIq {
+        to: String,
+        payload: Element,
+        what: IqPurpose,
+    },
+    Reply {
+        to: String,
+        id: String,
+        reply: Reply,
+    },
     /// Leave the room and close the connection.
     Leave,
 }
 
 #[derive(Debug)]
 pub enum MediaCommand {
-    Start { phone: media::PhoneParams, conference: media::ConferenceOffer },
+    Start {
+        phone: media::PhoneParams,
+        conference: media::ConferenceOffer,
+    },
     /// Replace the conference leg (a new offer after session-terminate or transport-replace);
     /// the phone leg keeps going.
     RestartConference(media::ConferenceOffer),
@@ -141,9 +169,17 @@ enum State {
     /// In the room, no Jingle session (yet, or any more: `answered` tells which).
     AwaitingOffer,
     /// An offer is being taken: media starting.
-    StartingMedia { sid: String, offer: Box<AudioOffer>, restart: bool },
+    StartingMedia {
+        sid: String,
+        offer: Box<AudioOffer>,
+        restart: bool,
+    },
     /// Answered on both sides; `connected` once ICE/DTLS is up.
-    InSession { sid: String, offer: Box<AudioOffer>, connected: bool },
+    InSession {
+        sid: String,
+        offer: Box<AudioOffer>,
+        connected: bool,
+    },
     Ended,
 }
 
@@ -217,7 +253,10 @@ impl Call {
         let room = match RoomJid::new(&route.room.node, &route.room.domain) {
             Ok(r) => r,
             Err(e) => {
-                return self.refuse_route(RouteError::InvalidRoom { value: route.room.to_string(), why: e.to_string() })
+                return self.refuse_route(RouteError::InvalidRoom {
+                    value: route.room.to_string(),
+                    why: e.to_string(),
+                })
             }
         };
         let offer = match self.invite.body.as_deref().map(SdpOffer::parse) {
@@ -247,7 +286,10 @@ impl Call {
 
     /// Ends a call before anything went to XMPP.
     fn refuse(&mut self, code: u16, text: &str) {
-        self.push_sip(SipCommand::Reject { code, reason: Some(Reason::new(code, text)) });
+        self.push_sip(SipCommand::Reject {
+            code,
+            reason: Some(Reason::new(code, text)),
+        });
         self.finish(EndedBy::Gateway, Some(code), text);
     }
 
@@ -292,29 +334,52 @@ impl Call {
             }
             Input::SipTerminated(why) => {
                 self.phone_gone = true;
-                self.end(now, EndedBy::Phone, None, &format!("the SIP dialog ended: {why}"));
+                self.end(
+                    now,
+                    EndedBy::Phone,
+                    None,
+                    &format!("the SIP dialog ended: {why}"),
+                );
             }
             Input::XmppReady => self.on_xmpp_ready(now),
             Input::XmppUnavailable(why) => {
                 tracing::warn!(error = %why, "no XMPP connection for the call");
-                self.end(now, EndedBy::Gateway, Some(503), "cannot reach the conference server")
+                self.end(
+                    now,
+                    EndedBy::Gateway,
+                    Some(503),
+                    "cannot reach the conference server",
+                )
             }
             Input::XmppLost(why) => {
                 tracing::warn!(error = %why, "XMPP connection lost");
                 self.xmpp_up = false;
                 self.joined = false;
-                self.end(now, EndedBy::Conference, Some(503), "lost the connection to the conference server");
+                self.end(
+                    now,
+                    EndedBy::Conference,
+                    Some(503),
+                    "lost the connection to the conference server",
+                );
             }
             Input::Xmpp(inbound) => self.on_inbound(now, inbound),
             Input::IqAnswered { what, error } => {
                 if let Some(e) = error {
                     tracing::warn!(?what, error = %e, "the focus refused our IQ");
                     if what == IqPurpose::SessionAccept {
-                        self.end(now, EndedBy::Conference, Some(500), "the conference refused our answer");
+                        self.end(
+                            now,
+                            EndedBy::Conference,
+                            Some(500),
+                            "the conference refused our answer",
+                        );
                     }
                 }
             }
-            Input::MediaStarted { answer, phone_local } => self.on_media_started(now, answer, phone_local),
+            Input::MediaStarted {
+                answer,
+                phone_local,
+            } => self.on_media_started(now, answer, phone_local),
             Input::MediaStartFailed(why) => {
                 tracing::error!(error = %why, "media could not start");
                 self.media_running = false;
@@ -326,7 +391,9 @@ impl Call {
     }
 
     fn on_xmpp_ready(&mut self, now: Instant) {
-        let Some(room) = self.room.clone() else { return };
+        let Some(room) = self.room.clone() else {
+            return;
+        };
         self.xmpp_up = true;
         let s = &self.settings.xmpp;
         let request = JoinRequest {
@@ -338,16 +405,21 @@ impl Call {
             stats_id: s.stats_id.clone(),
             direction: xmpp::Direction::In,
         };
+        let timeout = s.muc_join_timeout;
         self.push_xmpp(XmppCommand::Join { request });
         self.state = State::Joining;
-        self.deadline = Some((now + s.muc_join_timeout, Deadline::Join));
+        self.deadline = Some((now + timeout, Deadline::Join));
     }
 
     fn on_inbound(&mut self, now: Instant, inbound: Inbound) {
         match inbound {
             Inbound::SelfJoined { occupants } => {
                 self.joined = true;
-                self.others = occupants.iter().filter(|o| !o.is_focus).map(|o| o.nick.clone()).collect();
+                self.others = occupants
+                    .iter()
+                    .filter(|o| !o.is_focus)
+                    .map(|o| o.nick.clone())
+                    .collect();
                 tracing::info!(occupants = self.others.len(), "joined muc");
                 self.push_xmpp(XmppCommand::Status("Initializing Call".into()));
                 self.await_offer(now);
@@ -359,7 +431,9 @@ impl Call {
                     JoinError::MembersOnly { .. } => (403, "the room is members-only (lobby)"),
                     JoinError::Banned => (403, "banned from the room"),
                     JoinError::RoomFull => (486, "the room is full"),
-                    JoinError::NickConflict | JoinError::Other { .. } => (500, "the room refused the join"),
+                    JoinError::NickConflict | JoinError::Other { .. } => {
+                        (500, "the room refused the join")
+                    }
                 };
                 self.end(now, EndedBy::Conference, Some(code), text);
             }
@@ -380,12 +454,22 @@ impl Call {
             Inbound::Kicked { reason } => {
                 self.joined = false;
                 tracing::info!(reason = ?reason, "kicked from the room");
-                self.end(now, EndedBy::Conference, Some(403), "kicked from the conference");
+                self.end(
+                    now,
+                    EndedBy::Conference,
+                    Some(403),
+                    "kicked from the conference",
+                );
             }
             Inbound::RoomDestroyed { reason, .. } => {
                 self.joined = false;
                 tracing::info!(reason = ?reason, "the room was destroyed");
-                self.end(now, EndedBy::Conference, Some(410), "the conference room was destroyed");
+                self.end(
+                    now,
+                    EndedBy::Conference,
+                    Some(410),
+                    "the conference room was destroyed",
+                );
             }
             Inbound::IqSet { from, id, payload } => self.on_iq_set(now, from, id, payload),
             Inbound::IqGet { from, id, .. } => {
@@ -400,7 +484,8 @@ impl Call {
         let Some(room) = &self.room else { return false };
         match from.split_once('/') {
             Some((bare, resource)) => {
-                bare.eq_ignore_ascii_case(&room.to_string()) && resource == self.settings.xmpp.focus_resource
+                bare.eq_ignore_ascii_case(&room.to_string())
+                    && resource == self.settings.xmpp.focus_resource
             }
             None => false,
         }
@@ -422,7 +507,10 @@ impl Call {
             }
         };
         if !self.from_focus(&from) {
-            tracing::warn!(action = iq.action.as_str(), "Jingle from {from}, not the focus: refused");
+            tracing::warn!(
+                action = iq.action.as_str(),
+                "Jingle from {from}, not the focus: refused"
+            );
             return self.reply(&from, &id, Err(ErrorCondition::NotAllowed));
         }
         // Acknowledge first, as jigasi does: the answer (if any) comes as its own IQ.
@@ -436,18 +524,26 @@ impl Call {
                 match iq.source_changes() {
                     Some(SourceChange::Add(s)) => {
                         tracing::info!(sources = s.len(), "source-add");
-                        self.push_media(MediaCommand::AddSources(s.into_iter().map(|s| (s.ssrc, s.endpoint)).collect()))
+                        self.push_media(MediaCommand::AddSources(
+                            s.into_iter().map(|s| (s.ssrc, s.endpoint)).collect(),
+                        ))
                     }
                     Some(SourceChange::Remove(s)) => {
                         tracing::info!(sources = s.len(), "source-remove");
-                        self.push_media(MediaCommand::RemoveSources(s.into_iter().map(|s| s.ssrc).collect()))
+                        self.push_media(MediaCommand::RemoveSources(
+                            s.into_iter().map(|s| s.ssrc).collect(),
+                        ))
                     }
                     None => {}
                 }
             }
             Action::SessionTerminate => {
                 if self.current_sid() == Some(iq.sid.as_str()) {
-                    let why = iq.reason.as_ref().map(|r| r.condition.as_str().to_owned()).unwrap_or_default();
+                    let why = iq
+                        .reason
+                        .as_ref()
+                        .map(|r| r.condition.as_str().to_owned())
+                        .unwrap_or_default();
                     tracing::info!(reason = %why, "the focus terminated the Jingle session");
                     self.conference_gone(now, "session-terminate from the focus");
                 }
@@ -468,8 +564,16 @@ impl Call {
         if let Some(current) = self.current_sid() {
             if !(replacing && current == iq.sid) {
                 // A second session while one is up: refuse it, keep ours (jigasi does the same).
-                let el = jingle::session_terminate(&iq.sid, Condition::Success, Some("Call completed elsewhere"));
-                self.push_xmpp(XmppCommand::SendIq { to: from.to_owned(), payload: el, what: IqPurpose::SessionTerminate });
+                let el = jingle::session_terminate(
+                    &iq.sid,
+                    Condition::Success,
+                    Some("Call completed elsewhere"),
+                );
+                self.push_xmpp(XmppCommand::SendIq {
+                    to: from.to_owned(),
+                    payload: el,
+                    what: IqPurpose::SessionTerminate,
+                });
                 return;
             }
         }
@@ -477,8 +581,16 @@ impl Call {
             Ok(o) => o,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot take the conference's offer");
-                let el = jingle::session_terminate(&iq.sid, Condition::IncompatibleParameters, Some(&e.to_string()));
-                self.push_xmpp(XmppCommand::SendIq { to: from.to_owned(), payload: el, what: IqPurpose::SessionTerminate });
+                let el = jingle::session_terminate(
+                    &iq.sid,
+                    Condition::IncompatibleParameters,
+                    Some(&e.to_string()),
+                );
+                self.push_xmpp(XmppCommand::SendIq {
+                    to: from.to_owned(),
+                    payload: el,
+                    what: IqPurpose::SessionTerminate,
+                });
                 return;
             }
         };
@@ -502,27 +614,52 @@ impl Call {
             self.push_media(MediaCommand::Start { phone, conference });
         }
         self.deadline = Some((now + MEDIA_CONNECT_TIMEOUT, Deadline::MediaConnect));
-        self.state = State::StartingMedia { sid: iq.sid, offer: Box::new(offer), restart };
+        self.state = State::StartingMedia {
+            sid: iq.sid,
+            offer: Box::new(offer),
+            restart,
+        };
     }
 
-    fn on_media_started(&mut self, now: Instant, answer: ConferenceAnswer, phone_local: SocketAddr) {
-        let State::StartingMedia { sid, offer, .. } = std::mem::replace(&mut self.state, State::AwaitingOffer) else {
+    fn on_media_started(
+        &mut self,
+        now: Instant,
+        answer: ConferenceAnswer,
+        phone_local: SocketAddr,
+    ) {
+        let State::StartingMedia { sid, offer, .. } =
+            std::mem::replace(&mut self.state, State::AwaitingOffer)
+        else {
             return;
         };
         if self.answered.is_none() && !self.phone_gone {
             let Some(neg) = &self.negotiated else { return };
-            let ip = self.settings.sip.public_address.unwrap_or(if phone_local.ip().is_unspecified() {
-                self.invite.local_ip
-            } else {
-                phone_local.ip()
-            });
-            let sdp = sdp::answer(neg, ip, phone_local.port(), session_id(&self.invite.call_id));
+            let ip =
+                self.settings
+                    .sip
+                    .public_address
+                    .unwrap_or(if phone_local.ip().is_unspecified() {
+                        self.invite.local_ip
+                    } else {
+                        phone_local.ip()
+                    });
+            let sdp = sdp::answer(
+                neg,
+                ip,
+                phone_local.port(),
+                session_id(&self.invite.call_id),
+            );
             self.push_sip(SipCommand::Answer { sdp });
             self.answered = Some(now);
-            tracing::info!(setup_ms = (now - self.started).as_millis() as u64, "answered phone 200 OK");
+            tracing::info!(
+                setup_ms = (now - self.started).as_millis() as u64,
+                "answered phone 200 OK"
+            );
         }
         let local = local_answer(&answer);
-        let Some(room) = self.room.clone() else { return };
+        let Some(room) = self.room.clone() else {
+            return;
+        };
         let focus = format!("{}/{}", room, self.settings.xmpp.focus_resource);
         let our_jid = format!("{}/{}", room, self.nick);
         self.push_xmpp(XmppCommand::SendIq {
@@ -535,7 +672,11 @@ impl Call {
             payload: jingle::session_accept(&sid, &our_jid, &local, &offer),
             what: IqPurpose::SessionAccept,
         });
-        self.state = State::InSession { sid, offer, connected: false };
+        self.state = State::InSession {
+            sid,
+            offer,
+            connected: false,
+        };
     }
 
     fn on_media(&mut self, now: Instant, ev: MediaEvent) {
@@ -546,14 +687,22 @@ impl Call {
                         *connected = true;
                         self.deadline = None;
                         self.connected_at.get_or_insert(now);
-                        tracing::info!(after_ms = (now - self.started).as_millis() as u64, "conference media connected");
+                        tracing::info!(
+                            after_ms = (now - self.started).as_millis() as u64,
+                            "conference media connected"
+                        );
                         self.push_xmpp(XmppCommand::Status("Connected".into()));
                     }
                 }
             }
             MediaEvent::ConferenceFailed(why) => {
                 tracing::warn!(error = %why, "conference media failed");
-                self.end(now, EndedBy::Gateway, Some(500), "media to the conference failed");
+                self.end(
+                    now,
+                    EndedBy::Gateway,
+                    Some(500),
+                    "media to the conference failed",
+                );
             }
             _ => {}
         }
@@ -562,7 +711,10 @@ impl Call {
     /// The bridge leg ended while the room and the phone remain: wait for a new offer until the
     /// invite timeout (jigasi's "call-resume"), or end now when that timeout is off.
     fn conference_gone(&mut self, now: Instant, what: &str) {
-        if matches!(self.state, State::StartingMedia { .. } | State::InSession { .. }) {
+        if matches!(
+            self.state,
+            State::StartingMedia { .. } | State::InSession { .. }
+        ) {
             self.push_media(MediaCommand::StopConference);
         }
         if self.settings.call.invite_timeout.is_none() {
@@ -573,21 +725,40 @@ impl Call {
 
     fn await_offer(&mut self, now: Instant) {
         self.state = State::AwaitingOffer;
-        self.deadline = self.settings.call.invite_timeout.map(|t| (now + t, Deadline::Invite));
+        self.deadline = self
+            .settings
+            .call
+            .invite_timeout
+            .map(|t| (now + t, Deadline::Invite));
     }
 
     fn on_timeout(&mut self, now: Instant) {
-        let Some((at, which)) = self.deadline else { return };
+        let Some((at, which)) = self.deadline else {
+            return;
+        };
         if now < at {
             return;
         }
         self.deadline = None;
         match which {
-            Deadline::Join => self.end(now, EndedBy::Gateway, Some(408), "joining the room timed out"),
-            Deadline::Invite => self.end(now, EndedBy::Gateway, Some(408), "No invite from conference focus"),
-            Deadline::MediaConnect => {
-                self.end(now, EndedBy::Gateway, Some(408), "media connection to the conference timed out")
-            }
+            Deadline::Join => self.end(
+                now,
+                EndedBy::Gateway,
+                Some(408),
+                "joining the room timed out",
+            ),
+            Deadline::Invite => self.end(
+                now,
+                EndedBy::Gateway,
+                Some(408),
+                "No invite from conference focus",
+            ),
+            Deadline::MediaConnect => self.end(
+                now,
+                EndedBy::Gateway,
+                Some(408),
+                "media connection to the conference timed out",
+            ),
         }
     }
 
@@ -609,11 +780,19 @@ impl Call {
         }
         if let Some(sid) = self.current_sid().map(str::to_owned) {
             if self.joined && by != EndedBy::Conference {
-                let condition = if by == EndedBy::Phone { Condition::Success } else { Condition::GeneralError };
+                let condition = if by == EndedBy::Phone {
+                    Condition::Success
+                } else {
+                    Condition::GeneralError
+                };
                 if let Some(room) = &self.room {
                     let to = format!("{}/{}", room, self.settings.xmpp.focus_resource);
                     let payload = jingle::session_terminate(&sid, condition, Some(text));
-                    self.push_xmpp(XmppCommand::SendIq { to, payload, what: IqPurpose::SessionTerminate });
+                    self.push_xmpp(XmppCommand::SendIq {
+                        to,
+                        payload,
+                        what: IqPurpose::SessionTerminate,
+                    });
                 }
             }
         }
@@ -648,7 +827,11 @@ impl Call {
             Ok(()) => Reply::Result(None),
             Err(c) => Reply::Error(ErrorReply::new(c)),
         };
-        self.push_xmpp(XmppCommand::Reply { to: to.to_owned(), id: id.to_owned(), reply });
+        self.push_xmpp(XmppCommand::Reply {
+            to: to.to_owned(),
+            id: id.to_owned(),
+            reply,
+        });
     }
 
     fn push_sip(&mut self, c: SipCommand) {
@@ -672,7 +855,7 @@ fn session_id(call_id: &str) -> u64 {
     h.finish() >> 1
 }
 
-/// Jingle's offer in media's terms.
+/// Jingle's offer in media's terms (UDP candidates of the RTP component: we bundle and mux).
 fn conference_offer(o: &AudioOffer) -> media::ConferenceOffer {
     media::ConferenceOffer {
         ufrag: o.ufrag.clone(),
@@ -681,25 +864,71 @@ fn conference_offer(o: &AudioOffer) -> media::ConferenceOffer {
         candidates: o
             .candidates
             .iter()
-            .filter(|c| c.component == 1)
-            .filter_map(|c| media::RemoteCandidate::from_parts(&c.foundation, c.priority, c.protocol.as_str(), SocketAddr::new(c.ip, c.port), c.kind.as_str()))
+            .filter(|c| c.component == 1 && c.protocol == jingle::Protocol::Udp)
+            .map(|c| media::RemoteCandidate {
+                foundation: c.foundation.clone(),
+                component: c.component,
+                protocol: "udp".into(),
+                priority: c.priority,
+                ip: c.ip,
+                port: c.port,
+                kind: c.kind.as_str().into(),
+                related: c
+                    .rel_addr
+                    .zip(c.rel_port)
+                    .map(|(ip, port)| SocketAddr::new(ip, port)),
+            })
             .collect(),
         opus_pt: o.opus_pt,
         telephone_event_pt: o.telephone_event_pt,
         audio_level_ext: o.audio_level_ext,
-        sources: o.sources.iter().map(|s| (s.ssrc, s.endpoint.clone())).collect(),
+        sources: o
+            .sources
+            .iter()
+            .map(|s| (s.ssrc, s.endpoint.clone()))
+            .collect(),
     }
 }
 
 /// Media's answer in Jingle's terms.
 fn local_answer(a: &ConferenceAnswer) -> jingle::LocalAnswer {
+    let (stream, track) = a
+        .msid
+        .split_once(' ')
+        .unwrap_or((a.msid.as_str(), a.msid.as_str()));
     jingle::LocalAnswer {
         ufrag: a.ufrag.clone(),
         pwd: a.pwd.clone(),
-        fingerprint: jingle::LocalFingerprint { hash: a.fingerprint.0.clone(), value: a.fingerprint.1.clone() },
-        candidates: a.candidates.iter().enumerate().map(|(i, c)| c.to_jingle(i)).collect(),
+        fingerprint: jingle::LocalFingerprint {
+            hash: a.fingerprint.0.clone(),
+            value: a.fingerprint.1.clone(),
+        },
+        candidates: a
+            .candidates
+            .iter()
+            .enumerate()
+            .map(|(i, c)| jingle::Candidate {
+                component: c.component,
+                foundation: c.foundation.clone(),
+                generation: Some(0),
+                // XEP-0176 wants an id per candidate; jigasi sends one.
+                id: Some(format!("{}{}", a.ufrag, i)),
+                ip: c.ip,
+                network: Some(0),
+                port: c.port,
+                priority: c.priority,
+                protocol: jingle::Protocol::Udp,
+                kind: jingle::CandidateType::parse(&c.kind).unwrap_or(jingle::CandidateType::Host),
+                rel_addr: c.related.map(|r| r.ip()),
+                rel_port: c.related.map(|r| r.port()),
+                tcptype: None,
+            })
+            .collect(),
         ssrc: a.ssrc,
         cname: a.cname.clone(),
-        msid: jingle::Msid { stream: a.msid.0.clone(), track: a.msid.1.clone() },
+        msid: jingle::Msid {
+            stream: stream.into(),
+            track: track.into(),
+        },
     }
 }

@@ -166,7 +166,8 @@ fn take_frame(pending: &mut Vec<i16>) -> Option<Frame> {
 pub struct MediaBridge {
     phone: PhoneLeg,
     phone_input: PhoneInput,
-    conference: ConferenceLeg,
+    /// None while the conference side is gone and the phone waits for a new offer.
+    conference: Option<ConferenceLeg>,
     /// The address of the conference socket as str0m knows it (our candidate).
     conference_local: SocketAddr,
     opus_pt: u8,
@@ -211,7 +212,7 @@ impl MediaBridge {
                 conceal_run: 0,
                 concealed: 0,
             },
-            conference,
+            conference: Some(conference),
             conference_local,
             opus_pt: offer.opus_pt,
             speakers,
@@ -235,8 +236,9 @@ impl MediaBridge {
         match leg {
             Leg::Phone => self.phone.handle_receive(now, source, data),
             Leg::Conference => {
-                self.conference
-                    .handle_receive(now, source, self.conference_local, data)
+                if let Some(c) = &mut self.conference {
+                    c.handle_receive(now, source, self.conference_local, data)
+                }
             }
         }
         self.collect_at(now);
@@ -245,8 +247,10 @@ impl MediaBridge {
     /// Time passed: runs due timers and the 20 ms ticks.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.now = now;
-        if self.conference.poll_timeout().is_some_and(|t| t <= now) {
-            self.conference.handle_timeout(now);
+        if let Some(c) = &mut self.conference {
+            if c.poll_timeout().is_some_and(|t| t <= now) {
+                c.handle_timeout(now);
+            }
         }
         self.phone.handle_timeout(now);
         if now.saturating_duration_since(self.next_tick) > MAX_TICK_LAG {
@@ -267,9 +271,12 @@ impl MediaBridge {
     /// When to call [`MediaBridge::handle_timeout`] next.
     pub fn poll_timeout(&self) -> Instant {
         let mut at = self.next_tick;
-        for t in [self.conference.poll_timeout(), self.phone.poll_timeout()]
-            .into_iter()
-            .flatten()
+        for t in [
+            self.conference.as_ref().and_then(|c| c.poll_timeout()),
+            self.phone.poll_timeout(),
+        ]
+        .into_iter()
+        .flatten()
         {
             at = at.min(t);
         }
@@ -292,7 +299,9 @@ impl MediaBridge {
         match Speaker::new(owner) {
             Ok(s) => {
                 self.speakers.insert(ssrc, s);
-                self.conference.add_source(ssrc);
+                if let Some(c) = &mut self.conference {
+                    c.add_source(ssrc);
+                }
             }
             Err(e) => tracing::warn!(ssrc, error = %e, "cannot decode a new source"),
         }
@@ -310,8 +319,40 @@ impl MediaBridge {
             self.gone.jitter_ms = self.gone.jitter_ms.max(st.jitter_ms);
             self.gone_concealed += s.concealed;
         }
-        self.conference.remove_source(ssrc);
+        if let Some(c) = &mut self.conference {
+            c.remove_source(ssrc);
+        }
         self.collect();
+    }
+
+    /// The conference side ended (session-terminate, the focus left): stop talking to the old
+    /// bridge while the phone stays, hearing silence, until [`MediaBridge::replace_conference`].
+    pub fn stop_conference(&mut self) {
+        self.conference = None;
+        for ssrc in self.speakers.keys().copied().collect::<Vec<_>>() {
+            self.remove_source(ssrc);
+        }
+    }
+
+    /// A new offer for the conference side (a re-invite after session-terminate, or
+    /// transport-replace): a fresh leg on the same socket, with the offer's sources; the phone
+    /// leg goes on untouched.
+    pub fn replace_conference(
+        &mut self,
+        now: Instant,
+        offer: &ConferenceOffer,
+        identity: &DtlsIdentity,
+    ) -> Result<ConferenceAnswer, MediaError> {
+        let (leg, answer) = ConferenceLeg::new(now, offer, self.conference_local, identity)?;
+        self.stop_conference();
+        self.conference = Some(leg);
+        self.opus_pt = offer.opus_pt;
+        for (ssrc, owner) in &offer.sources {
+            self.speakers.insert(*ssrc, Speaker::new(owner.clone())?);
+        }
+        self.now = now;
+        self.collect();
+        Ok(answer)
     }
 
     /// Sends a DTMF key to the phone (RFC 4733); `false` if the phone cannot take it.
@@ -368,16 +409,15 @@ impl MediaBridge {
         let voice = self.phone_input.next_frame(now);
         let timestamp = self.opus_ts;
         self.opus_ts = self.opus_ts.wrapping_add(OPUS_FRAME_TS);
-        if !self.conference.is_connected() {
+        let Some(conference) = self.conference.as_mut().filter(|c| c.is_connected()) else {
             return;
-        }
+        };
         let level = audio_level(&voice);
         match self.encoder.encode(&voice) {
             Ok(Some(packet)) => {
                 self.conference_out.0 += 1;
                 self.conference_out.1 += packet.len() as u64;
-                self.conference
-                    .send_opus(now, timestamp, packet, level, is_voice(level));
+                conference.send_opus(now, timestamp, packet, level, is_voice(level));
             }
             Ok(None) => {}
             Err(e) => tracing::warn!(error = %e, "Opus encoding failed"),
@@ -404,7 +444,7 @@ impl MediaBridge {
                 PhoneEvent::Dtmf(d) => self.events.push_back(MediaEvent::Dtmf(d)),
             }
         }
-        while let Some(event) = self.conference.poll_event() {
+        while let Some(event) = self.conference.as_mut().and_then(|c| c.poll_event()) {
             match event {
                 ConferenceEvent::Rtp(p) => {
                     if let Some(s) = self.speakers.get_mut(&p.ssrc) {
@@ -433,7 +473,7 @@ impl MediaBridge {
                 payload: d.payload,
             });
         }
-        while let Some(d) = self.conference.poll_transmit() {
+        while let Some(d) = self.conference.as_mut().and_then(|c| c.poll_transmit()) {
             self.transmits.push_back(Transmit {
                 leg: Leg::Conference,
                 destination: d.destination,
@@ -462,6 +502,7 @@ mod tests {
             opus_bitrate: 20_000,
             opus_fec: true,
             opus_dtx: false,
+            bind_ip: std::net::IpAddr::from([0, 0, 0, 0]),
         };
         let offer = ConferenceOffer {
             ufrag: "bridgeufrag".into(),

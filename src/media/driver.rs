@@ -5,20 +5,25 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use tokio::net::UdpSocket;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tracing::Instrument;
 
 use super::bridge::{Leg, MediaBridge};
 use super::{
-    ports, ConferenceAnswer, ConferenceOffer, MediaConfig, MediaError, MediaEvent, MediaStats,
-    PhoneParams,
+    ports, ConferenceAnswer, ConferenceOffer, DtlsIdentity, MediaConfig, MediaError, MediaEvent,
+    MediaStats, PhoneParams,
 };
 
 /// Larger than any datagram either leg should see (MTU-sized RTP, DTLS flights).
 const RECV_BUFFER: usize = 2048;
 
 enum Command {
+    StopConference,
+    ReplaceConference(
+        Box<ConferenceOffer>,
+        oneshot::Sender<Result<ConferenceAnswer, MediaError>>,
+    ),
     AddSource(u32, String),
     RemoveSource(u32),
     SendDtmf(char, Duration),
@@ -29,6 +34,7 @@ enum Command {
 /// the statistics.
 pub struct MediaHandle {
     commands: mpsc::UnboundedSender<Command>,
+    phone_local: SocketAddr,
     events: mpsc::UnboundedReceiver<MediaEvent>,
     task: JoinHandle<MediaStats>,
 }
@@ -70,6 +76,7 @@ pub fn start(
     let task = runtime.spawn(
         run(
             bridge,
+            cfg.identity.clone(),
             phone_socket,
             conference_socket,
             command_rx,
@@ -80,6 +87,7 @@ pub fn start(
     Ok((
         MediaHandle {
             commands: command_tx,
+            phone_local,
             events: event_rx,
             task,
         },
@@ -89,6 +97,27 @@ pub fn start(
 }
 
 impl MediaHandle {
+    /// The conference side ended; the phone stays connected and hears silence.
+    pub fn stop_conference(&self) {
+        let _ = self.commands.send(Command::StopConference);
+    }
+
+    /// A new conference offer for the running call (the phone leg and its port stay): returns
+    /// the answer for Jicofo and the phone leg's address (unchanged).
+    pub async fn restart_conference(
+        &self,
+        offer: ConferenceOffer,
+    ) -> Result<(ConferenceAnswer, SocketAddr), MediaError> {
+        let (tx, rx) = oneshot::channel();
+        self.commands
+            .send(Command::ReplaceConference(Box::new(offer), tx))
+            .map_err(|_| MediaError::Config("the media task has ended".into()))?;
+        let answer = rx
+            .await
+            .map_err(|_| MediaError::Config("the media task has ended".into()))??;
+        Ok((answer, self.phone_local))
+    }
+
     /// A source joined the room (Jingle source-add).
     pub fn add_source(&self, ssrc: u32, owner: String) {
         let _ = self.commands.send(Command::AddSource(ssrc, owner));
@@ -125,6 +154,7 @@ impl MediaHandle {
 
 async fn run(
     mut bridge: MediaBridge,
+    identity: DtlsIdentity,
     phone: UdpSocket,
     conference: UdpSocket,
     mut commands: mpsc::UnboundedReceiver<Command>,
@@ -156,6 +186,10 @@ async fn run(
                 Err(e) => tracing::debug!(error = %e, "conference socket"),
             },
             command = commands.recv() => match command {
+                Some(Command::StopConference) => bridge.stop_conference(),
+                Some(Command::ReplaceConference(offer, answer)) => {
+                    let _ = answer.send(bridge.replace_conference(Instant::now(), &offer, &identity));
+                }
                 Some(Command::AddSource(ssrc, owner)) => bridge.add_source(ssrc, owner),
                 Some(Command::RemoveSource(ssrc)) => bridge.remove_source(ssrc),
                 Some(Command::SendDtmf(digit, duration)) => {

@@ -130,6 +130,7 @@ mod tests {
             opus_bitrate: 20_000,
             opus_fec: fec,
             opus_dtx: dtx,
+            bind_ip: std::net::IpAddr::from([0, 0, 0, 0]),
         }
     }
 

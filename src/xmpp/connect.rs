@@ -42,6 +42,16 @@ pub enum Tls {
     StartTlsAcceptAnyCertificate,
 }
 
+impl From<crate::config::XmppTls> for Tls {
+    fn from(t: crate::config::XmppTls) -> Tls {
+        match t {
+            crate::config::XmppTls::StartTlsTrustAny => Tls::StartTlsAcceptAnyCertificate,
+            crate::config::XmppTls::StartTls => Tls::StartTls,
+            crate::config::XmppTls::None => Tls::Plain,
+        }
+    }
+}
+
 /// Who the connection logs in as.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Login {

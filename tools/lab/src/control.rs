@@ -15,8 +15,8 @@ pub struct ControlClient {
     lines: Receiver<Result<Value, String>>,
     /// Every event received so far, in order.
     events: Vec<Value>,
-    /// Index in `events` up to which `next_event` has consumed.
-    cursor: usize,
+    /// Which of `events` a wait has returned (each event is returned once).
+    taken: Vec<bool>,
     next_id: u64,
 }
 
@@ -43,7 +43,7 @@ impl ControlClient {
             stream,
             lines,
             events: Vec::new(),
-            cursor: 0,
+            taken: Vec::new(),
             next_id: 1,
         })
     }
@@ -83,7 +83,8 @@ impl ControlClient {
         }
     }
 
-    /// Waits for the next event (after those already returned) that satisfies `pred`.
+    /// Waits for the earliest event, not returned by an earlier wait, that satisfies `pred`
+    /// (events that arrived while waiting for something else stay available).
     pub fn wait_event(
         &mut self,
         what: &str,
@@ -92,12 +93,12 @@ impl ControlClient {
     ) -> Result<Value> {
         let deadline = Instant::now() + timeout;
         loop {
-            while self.cursor < self.events.len() {
-                let ev = &self.events[self.cursor];
-                self.cursor += 1;
-                if pred(ev) {
-                    return Ok(ev.clone());
-                }
+            self.taken.resize(self.events.len(), false);
+            if let Some(i) =
+                (0..self.events.len()).find(|&i| !self.taken[i] && pred(&self.events[i]))
+            {
+                self.taken[i] = true;
+                return Ok(self.events[i].clone());
             }
             let msg = self
                 .recv(deadline)

@@ -7,6 +7,7 @@ use std::process::Command;
 use std::time::Duration;
 
 pub struct Prosody {
+    dir: std::path::PathBuf,
     pub domain: String,
     pub c2s_port: u16,
     pub component_port: u16,
@@ -20,9 +21,11 @@ impl Prosody {
     /// Starts Prosody from `dir/prosody` on free loopback ports and waits until it accepts
     /// client connections. Accounts: `focus` and `jigasi` on `auth.<domain>`.
     pub fn start(dir: &Path) -> Result<Self> {
+        Self::start_on(dir, net::free_tcp_port()?, net::free_tcp_port()?)
+    }
+
+    fn start_on(dir: &Path, c2s_port: u16, component_port: u16) -> Result<Self> {
         let domain = "meet.jitsi".to_string();
-        let c2s_port = net::free_tcp_port()?;
-        let component_port = net::free_tcp_port()?;
         let (focus_password, jigasi_password, component_secret) = (
             "focuspass".to_string(),
             "jigasipass".to_string(),
@@ -43,6 +46,7 @@ impl Prosody {
             proc.check_alive()
         })?;
         Ok(Self {
+            dir: dir.to_path_buf(),
             domain,
             c2s_port,
             component_port,
@@ -64,5 +68,12 @@ impl Prosody {
     /// Stops Prosody (it closes every client session on the way out).
     pub fn stop(&mut self) {
         self.proc.stop();
+    }
+
+    /// Starts it again on the same ports, with the same accounts (rooms are gone).
+    pub fn restart(&mut self) -> Result<()> {
+        self.proc.stop();
+        *self = Self::start_on(&self.dir, self.c2s_port, self.component_port)?;
+        Ok(())
     }
 }
