@@ -448,7 +448,7 @@ impl Call {
                     // jigasi: the focus left; the bridge leg is gone but the phone waits for a
                     // new focus to invite us again.
                     tracing::info!("the focus left the room");
-                    self.conference_gone(now, "the focus left");
+                    self.conference_gone(now, 408, "the focus left");
                 }
             }
             Inbound::Kicked { reason } => {
@@ -480,7 +480,7 @@ impl Call {
     }
 
     /// True when `from` is the focus's occupant JID in our room.
-    fn from_focus(&self, from: &str) -> bool {
+    fn is_focus(&self, from: &str) -> bool {
         let Some(room) = &self.room else { return false };
         match from.split_once('/') {
             Some((bare, resource)) => {
@@ -506,7 +506,7 @@ impl Call {
                 return self.reply(&from, &id, Err(ErrorCondition::BadRequest));
             }
         };
-        if !self.from_focus(&from) {
+        if !self.is_focus(&from) {
             tracing::warn!(
                 action = iq.action.as_str(),
                 "Jingle from {from}, not the focus: refused"
@@ -537,16 +537,14 @@ impl Call {
                     None => {}
                 }
             }
-            Action::SessionTerminate => {
-                if self.current_sid() == Some(iq.sid.as_str()) {
-                    let why = iq
-                        .reason
-                        .as_ref()
-                        .map(|r| r.condition.as_str().to_owned())
-                        .unwrap_or_default();
-                    tracing::info!(reason = %why, "the focus terminated the Jingle session");
-                    self.conference_gone(now, "session-terminate from the focus");
-                }
+            Action::SessionTerminate if self.current_sid() == Some(iq.sid.as_str()) => {
+                let why = iq
+                    .reason
+                    .as_ref()
+                    .map(|r| r.condition.as_str().to_owned())
+                    .unwrap_or_default();
+                tracing::info!(reason = %why, "the focus terminated the Jingle session");
+                self.conference_gone(now, 408, "session-terminate from the focus");
             }
             _ => {}
         }
@@ -695,14 +693,17 @@ impl Call {
                     }
                 }
             }
-            MediaEvent::ConferenceFailed(why) => {
+            // Only the current session's media counts: a failure reported after the session
+            // ended (the bridge closing DTLS as its session-terminate travels) is old news.
+            MediaEvent::ConferenceFailed(why)
+                if matches!(
+                    self.state,
+                    State::StartingMedia { .. } | State::InSession { .. }
+                ) =>
+            {
+                // Jicofo re-invites a participant whose bridge failed: keep the phone and wait.
                 tracing::warn!(error = %why, "conference media failed");
-                self.end(
-                    now,
-                    EndedBy::Gateway,
-                    Some(500),
-                    "media to the conference failed",
-                );
+                self.conference_gone(now, 500, "media to the conference failed");
             }
             _ => {}
         }
@@ -710,7 +711,7 @@ impl Call {
 
     /// The bridge leg ended while the room and the phone remain: wait for a new offer until the
     /// invite timeout (jigasi's "call-resume"), or end now when that timeout is off.
-    fn conference_gone(&mut self, now: Instant, what: &str) {
+    fn conference_gone(&mut self, now: Instant, cause: u16, what: &str) {
         if matches!(
             self.state,
             State::StartingMedia { .. } | State::InSession { .. }
@@ -718,7 +719,7 @@ impl Call {
             self.push_media(MediaCommand::StopConference);
         }
         if self.settings.call.invite_timeout.is_none() {
-            return self.end(now, EndedBy::Conference, Some(408), what);
+            return self.end(now, EndedBy::Conference, Some(cause), what);
         }
         self.await_offer(now);
     }

@@ -5,6 +5,9 @@ mod driver;
 mod machine;
 mod registry;
 
+#[cfg(test)]
+mod tests;
+
 pub use driver::{run, CallContext};
 pub use machine::{
     Call, EndSummary, EndedBy, Input, Invite, IqPurpose, MediaCommand, Output, SipCommand,

@@ -247,6 +247,16 @@ fn parse_messages(log: &str) -> Vec<SippMessage> {
     out
 }
 
+/// `2026-12-01 15:41:58.123456` → seconds since midnight (only differences are used).
+fn parse_time(_date: &str, time: &str) -> f64 {
+    let mut secs = 0.0;
+    for (i, part) in time.split(':').enumerate() {
+        let v: f64 = part.parse().unwrap_or(0.0);
+        secs += v * [3600.0, 60.0, 1.0].get(i).copied().unwrap_or(0.0);
+    }
+    secs
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -264,14 +274,4 @@ mod tests {
         assert_eq!(m[1].status(), Some(486));
         assert!((m[1].time - m[0].time - 0.1).abs() < 1e-6);
     }
-}
-
-/// `2026-12-01 15:41:58.123456` → seconds since midnight (only differences are used).
-fn parse_time(_date: &str, time: &str) -> f64 {
-    let mut secs = 0.0;
-    for (i, part) in time.split(':').enumerate() {
-        let v: f64 = part.parse().unwrap_or(0.0);
-        secs += v * [3600.0, 60.0, 1.0].get(i).copied().unwrap_or(0.0);
-    }
-    secs
 }
