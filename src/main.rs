@@ -211,6 +211,8 @@ async fn serve(settings: Arc<config::Settings>) -> anyhow::Result<()> {
     .await
     .context("starting the HTTP API")?;
     let api = tokio::spawn(api);
+    // Installed before "ready" is announced: a supervisor may signal as soon as it reads it.
+    let stop = stop_signals().context("installing the signal handlers")?;
     let sip_addrs: Vec<String> = sip_server
         .local_addrs()
         .iter()
@@ -232,7 +234,6 @@ async fn serve(settings: Arc<config::Settings>) -> anyhow::Result<()> {
         media,
     });
     let mut calls = tokio::task::JoinSet::new();
-    let stop = wait_for_stop_signal();
     tokio::pin!(stop);
     loop {
         tokio::select! {
@@ -286,12 +287,16 @@ async fn advertise_ip(bind: IpAddr, xmpp_host: &str, xmpp_port: u16) -> IpAddr {
     routed.unwrap_or(IpAddr::from([127, 0, 0, 1]))
 }
 
-async fn wait_for_stop_signal() -> std::io::Result<&'static str> {
+/// Registers SIGTERM and SIGINT now; the returned future resolves with the first to arrive.
+fn stop_signals(
+) -> std::io::Result<impl std::future::Future<Output = std::io::Result<&'static str>>> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
-    tokio::select! {
-        _ = term.recv() => Ok("SIGTERM"),
-        _ = int.recv() => Ok("SIGINT"),
-    }
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => Ok("SIGTERM"),
+            _ = int.recv() => Ok("SIGINT"),
+        }
+    })
 }
