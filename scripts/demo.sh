@@ -7,5 +7,5 @@ set -euo pipefail
 cd "$(dirname "$(readlink -f "$0")")/.."
 
 tests/lab/install.sh
-cargo build --locked -p gateway-lab --bin lab
+cargo build --locked --workspace --bins
 tests/lab/in-netns.sh target/debug/lab demo
