@@ -172,7 +172,8 @@ enum State {
     StartingMedia {
         sid: String,
         offer: Box<AudioOffer>,
-        restart: bool,
+        /// A transport-replace (answered with transport-accept) rather than a session-initiate.
+        replacing: bool,
     },
     /// Answered on both sides; `connected` once ICE/DTLS is up.
     InSession {
@@ -615,7 +616,7 @@ impl Call {
         self.state = State::StartingMedia {
             sid: iq.sid,
             offer: Box::new(offer),
-            restart,
+            replacing,
         };
     }
 
@@ -625,8 +626,11 @@ impl Call {
         answer: ConferenceAnswer,
         phone_local: SocketAddr,
     ) {
-        let State::StartingMedia { sid, offer, .. } =
-            std::mem::replace(&mut self.state, State::AwaitingOffer)
+        let State::StartingMedia {
+            sid,
+            offer,
+            replacing,
+        } = std::mem::replace(&mut self.state, State::AwaitingOffer)
         else {
             return;
         };
@@ -667,7 +671,7 @@ impl Call {
         });
         self.push_xmpp(XmppCommand::SendIq {
             to: focus,
-            payload: jingle::session_accept(&sid, &our_jid, &local, &offer),
+            payload: accept(&sid, &our_jid, &local, &offer, replacing),
             what: IqPurpose::SessionAccept,
         });
         self.state = State::InSession {
@@ -845,6 +849,29 @@ impl Call {
 
     fn push_media(&mut self, c: MediaCommand) {
         self.outputs.push_back(Output::Media(c));
+    }
+}
+
+/// session-accept, or for a transport-replace the same content as transport-accept (Jicofo takes
+/// either; transport-accept is the Jingle answer to transport-replace).
+fn accept(
+    sid: &str,
+    responder: &str,
+    local: &jingle::LocalAnswer,
+    offer: &AudioOffer,
+    replacing: bool,
+) -> Element {
+    let el = jingle::session_accept(sid, responder, local, offer);
+    if !replacing {
+        return el;
+    }
+    // Our own element always parses; keep session-accept in the impossible other case.
+    match JingleIq::parse(&el) {
+        Ok(mut iq) => {
+            iq.action = Action::TransportAccept;
+            iq.to_element()
+        }
+        Err(_) => el,
     }
 }
 

@@ -618,3 +618,53 @@ fn everything_after_the_end_is_ignored() {
     h.advance(Duration::from_secs(3600));
     assert!(h.drain().is_empty());
 }
+
+#[test]
+fn transport_replace_restarts_the_conference_leg_and_is_answered_with_transport_accept() {
+    let mut h = Harness::connected(&[]);
+    h.jingle(include_str!(
+        "../../tests/fixtures/jingle/transport-replace.xml"
+    ));
+    let outs = h.drain();
+    assert!(
+        matches!(
+            media(&outs).as_slice(),
+            [MediaCommand::RestartConference(_)]
+        ),
+        "{outs:?}"
+    );
+    h.input(Input::MediaStarted {
+        answer: answer(),
+        phone_local: phone_local(),
+    });
+    let outs = h.drain();
+    assert!(sip(&outs).is_empty());
+    let actions: Vec<_> = jingle_sent(&outs)
+        .into_iter()
+        .map(|(_, j)| j.action.as_str().to_owned())
+        .collect();
+    assert_eq!(actions, ["transport-info", "transport-accept"]);
+}
+
+#[test]
+fn a_browser_shaped_offer_is_taken_for_its_audio_and_video_and_data_are_declined() {
+    let mut h = Harness::joined(&[]);
+    let browser = include_str!("../../tests/fixtures/jingle/session-initiate-browser.xml");
+    h.jingle(browser);
+    let outs = h.drain();
+    assert!(
+        matches!(media(&outs).as_slice(), [MediaCommand::Start { .. }]),
+        "{outs:?}"
+    );
+    h.input(Input::MediaStarted {
+        answer: answer(),
+        phone_local: phone_local(),
+    });
+    let outs = h.drain();
+    let accept = jingle_sent(&outs)
+        .into_iter()
+        .find(|(_, j)| j.action.as_str() == "session-accept")
+        .expect("accept");
+    let names: Vec<_> = accept.1.contents.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(names, ["audio"], "only the audio content is answered");
+}

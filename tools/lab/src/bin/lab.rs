@@ -23,7 +23,10 @@ use std::time::{Duration, Instant};
 const CALLER_HZ: f64 = 440.0;
 const ALICE_HZ: f64 = 600.0;
 const BOB_HZ: f64 = 1100.0;
-const HEARD: Expect = Expect { min_level_dbfs: -30.0, min_coverage: 0.8 };
+const HEARD: Expect = Expect {
+    min_level_dbfs: -30.0,
+    min_coverage: 0.8,
+};
 
 struct Options {
     calls: usize,
@@ -36,7 +39,9 @@ fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("demo") => options(&args[1..]).and_then(|o| demo(&o)),
-        _ => Err(anyhow::anyhow!("usage: lab demo [--calls N] [--hold SECONDS] [--cpu SECONDS] [--gateway PATH]")),
+        _ => Err(anyhow::anyhow!(
+            "usage: lab demo [--calls N] [--hold SECONDS] [--cpu SECONDS] [--gateway PATH]"
+        )),
     };
     if let Err(e) = result {
         eprintln!("demo failed: {e:#}");
@@ -62,8 +67,15 @@ fn options(args: &[String]) -> Result<Options> {
             other => bail!("unknown option {other}"),
         }
     }
-    anyhow::ensure!(o.calls >= 1 && o.hold_ms >= 3000, "at least one call of at least 3 s");
-    anyhow::ensure!(o.gateway.exists(), "no gateway binary at {} (build it first)", o.gateway.display());
+    anyhow::ensure!(
+        o.calls >= 1 && o.hold_ms >= 3000,
+        "at least one call of at least 3 s"
+    );
+    anyhow::ensure!(
+        o.gateway.exists(),
+        "no gateway binary at {} (build it first)",
+        o.gateway.display()
+    );
     Ok(o)
 }
 
@@ -75,12 +87,24 @@ struct CallResult {
 
 fn demo(o: &Options) -> Result<()> {
     if !net::in_private_netns() {
-        eprintln!("note: not in a private network namespace; scripts/demo.sh runs the isolated lab");
+        eprintln!(
+            "note: not in a private network namespace; scripts/demo.sh runs the isolated lab"
+        );
     }
     let dir = paths::run_dir("demo")?;
     println!("Starting Prosody, the conference emulator (alice {ALICE_HZ} Hz, bob {BOB_HZ} Hz) and the gateway …");
-    let participants = vec![Participant::tone("alice", ALICE_HZ), Participant::tone("bob", BOB_HZ)];
-    let mut lab = DialInLab::start(&o.gateway, &dir, "demo", participants, |_| {}, &GatewayOptions::default())?;
+    let participants = vec![
+        Participant::tone("alice", ALICE_HZ),
+        Participant::tone("bob", BOB_HZ),
+    ];
+    let mut lab = DialInLab::start(
+        &o.gateway,
+        &dir,
+        "demo",
+        participants,
+        |_| {},
+        &GatewayOptions::default(),
+    )?;
     println!(
         "  Prosody 0.12 on 127.0.0.1:{}, room demo@{}, gateway SIP on {}",
         lab.prosody.c2s_port,
@@ -89,7 +113,10 @@ fn demo(o: &Options) -> Result<()> {
     );
     let mut results = Vec::new();
     for n in 1..=o.calls {
-        println!("Call {n}: SIPp dials in with the room header and plays {CALLER_HZ} Hz for {} s", o.hold_ms / 1000);
+        println!(
+            "Call {n}: SIPp dials in with the room header and plays {CALLER_HZ} Hz for {} s",
+            o.hold_ms / 1000
+        );
         results.push(call(&mut lab, n, o.hold_ms, o.calls == 1)?);
     }
     let mut setups: Vec<Duration> = results.iter().map(|r| r.setup).collect();
@@ -131,27 +158,52 @@ fn call(lab: &mut DialInLab, n: usize, hold_ms: u64, verbose: bool) -> Result<Ca
         ("caller_name", "Demo Caller"),
         ("offer_pts", "0 8 101"),
     ];
-    let mut sipp = SippCall::start_with(&call_dir, "dialin-call.xml", "demo", &lab.gateway.sip_target(), hold_ms, &keys)?;
+    let mut sipp = SippCall::start_with(
+        &call_dir,
+        "dialin-call.xml",
+        "demo",
+        &lab.gateway.sip_target(),
+        hold_ms,
+        &keys,
+    )?;
     let capture = RtpCapture::start(&call_dir, "phone-rx", sipp.media_port)?;
     let nick = lab.gateway_joined()?;
     let sid = lab.session_connected(&nick)?;
     sipp.wait_success(Duration::from_secs(hold_ms / 1000 + 30))?;
-    lab.emulator.control.wait_for("session-terminated", json!({"sid": sid}), Duration::from_secs(15))?;
+    lab.emulator.control.wait_for(
+        "session-terminated",
+        json!({"sid": sid}),
+        Duration::from_secs(15),
+    )?;
     let (phone_wav, _) = capture.finish(&call_dir.join("phone-rx.wav"))?;
     let report = lab.emulator.request("status", Value::Null)?["report"].clone();
 
     let msgs = sipp.messages();
-    let invite = msgs.iter().find(|m| m.sent && m.first_line().starts_with("INVITE")).context("no INVITE")?;
-    let ok200 = msgs.iter().find(|m| !m.sent && m.status() == Some(200)).context("no 200 OK")?;
+    let invite = msgs
+        .iter()
+        .find(|m| m.sent && m.first_line().starts_with("INVITE"))
+        .context("no INVITE")?;
+    let ok200 = msgs
+        .iter()
+        .find(|m| !m.sent && m.status() == Some(200))
+        .context("no 200 OK")?;
     let setup = Duration::from_secs_f64((ok200.time - invite.time).max(0.0));
 
     let phone = analyse(&phone_wav, 1.5, &[ALICE_HZ, BOB_HZ, CALLER_HZ])?;
-    let room = analyse(&scenario::session_recording(&report, &sid)?, 1.5, &[CALLER_HZ])?;
-    let phone_ok = phone.check_present(ALICE_HZ, HEARD).is_ok() && phone.check_present(BOB_HZ, HEARD).is_ok();
+    let room = analyse(
+        &scenario::session_recording(&report, &sid)?,
+        1.5,
+        &[CALLER_HZ],
+    )?;
+    let phone_ok =
+        phone.check_present(ALICE_HZ, HEARD).is_ok() && phone.check_present(BOB_HZ, HEARD).is_ok();
     let room_ok = room.check_present(CALLER_HZ, HEARD).is_ok();
     if verbose {
         let session = scenario::session(&report, &sid)?;
-        println!("  the gateway joined as {nick}; Jicofo's offer: {}", session["offer"]["contents"]);
+        println!(
+            "  the gateway joined as {nick}; Jicofo's offer: {}",
+            session["offer"]["contents"]
+        );
         println!("  the phone heard: {phone}");
         println!("  the room heard from the gateway: {room}");
     }
@@ -161,7 +213,10 @@ fn call(lab: &mut DialInLab, n: usize, hold_ms: u64, verbose: bool) -> Result<Ca
         yes(phone_ok),
         yes(room_ok)
     );
-    Ok(CallResult { setup, ok: phone_ok && room_ok })
+    Ok(CallResult {
+        setup,
+        ok: phone_ok && room_ok,
+    })
 }
 
 fn yes(b: bool) -> &'static str {
@@ -188,7 +243,14 @@ fn cpu_per_call_second(lab: &mut DialInLab, secs: u64) -> Result<()> {
         ("caller_name", "CPU probe"),
         ("offer_pts", "0"),
     ];
-    let mut sipp = SippCall::start_with(&dir, "dialin-call.xml", "demo", &lab.gateway.sip_target(), secs * 1000, &keys)?;
+    let mut sipp = SippCall::start_with(
+        &dir,
+        "dialin-call.xml",
+        "demo",
+        &lab.gateway.sip_target(),
+        secs * 1000,
+        &keys,
+    )?;
     let nick = lab.gateway_joined()?;
     lab.session_connected(&nick)?;
     // Skip the set-up and the first second; measure until a second before the hangup.
