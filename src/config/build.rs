@@ -17,9 +17,9 @@ use super::settings::{
 };
 use super::values::{
     parse_auth_user, parse_bool, parse_dial_prefix, parse_int, parse_ip, parse_socket_addr,
-    parse_text, parse_u16, parse_u32, parse_u64, DomainName, Host, HttpUrl, InvalidValue, JidNode,
-    KeepAliveMethod, LogFormat, LogLevel, PortRange, RoomName, Secret, SipHeaderName, SipUri,
-    Transport, XmppServer, XmppTls,
+    parse_text, parse_u16, parse_u32, parse_u64, DomainName, Host, HttpUrl, InvalidValue, IpNet,
+    JidNode, KeepAliveMethod, LogFormat, LogLevel, PortRange, RoomName, Secret, SipHeaderName,
+    SipUri, Transport, XmppServer, XmppTls,
 };
 
 /// The placeholder `config/gateway.example.toml` uses for `xmpp.password`.
@@ -155,6 +155,7 @@ fn xmpp(r: &mut Reader<'_>) -> Option<XmppSettings> {
         parse_u64(t, 1, 3600, "a number of seconds")
     });
     let tls = r.req("xmpp.tls", XmppTls::from_str);
+    let allowed_jid = r.opt("xmpp.allowed_jid", parse_text);
     let pool_size = r.req("xmpp.pool_size", |t| {
         parse_u16(t, 0, 100, "a number of connections")
     });
@@ -179,6 +180,7 @@ fn xmpp(r: &mut Reader<'_>) -> Option<XmppSettings> {
         focus_resource: focus_resource?,
         muc_join_timeout: Duration::from_secs(muc_join_timeout?),
         pool_size: pool_size?.into(),
+        allowed_jid: allowed_jid?,
         tls: tls?,
         region: region?,
         stats_id: stats_id?,
@@ -237,6 +239,11 @@ fn sip(r: &mut Reader<'_>) -> Option<SipSettings> {
     });
     let default_room = r.opt("sip.default_room", RoomName::from_str);
     let outbound_prefix = r.req("sip.outbound_prefix", parse_dial_prefix);
+    let register = r.req("sip.register", parse_bool);
+    let registration_expiry = r.req("sip.registration_expiry_s", |t| {
+        parse_u64(t, 10, 86_400, "a number of seconds")
+    });
+    let allowed_peers = r.list("sip.allowed_peers", |_, t| t.parse::<IpNet>(), Ok);
     let sdes_srtp = r.req("sip.sdes_srtp", parse_bool);
     let room_header = r.req("sip.room_header", SipHeaderName::from_str);
     let room_password_header = r.req("sip.room_password_header", SipHeaderName::from_str);
@@ -257,6 +264,9 @@ fn sip(r: &mut Reader<'_>) -> Option<SipSettings> {
         keep_alive_interval: Duration::from_secs(keep_alive_interval?),
         default_room: default_room?,
         outbound_prefix: outbound_prefix?,
+        register: register?,
+        registration_expiry: Duration::from_secs(registration_expiry?),
+        allowed_peers: allowed_peers?,
         sdes_srtp: sdes_srtp?,
         room_header: room_header?,
         room_password_header: room_password_header?,
@@ -308,11 +318,15 @@ fn call(r: &mut Reader<'_>) -> Option<CallSettings> {
     let timeout = r.req("call.invite_timeout_ms", |t| {
         parse_int(t, i64::MIN, i64::MAX, "a whole number of milliseconds")
     })?;
+    let drain = r.req("call.drain_timeout_s", |t| {
+        parse_u64(t, 0, 7 * 86_400, "a number of seconds")
+    })?;
     Some(CallSettings {
         invite_timeout: u64::try_from(timeout)
             .ok()
             .filter(|ms| *ms > 0)
             .map(Duration::from_millis),
+        drain_timeout: (drain > 0).then(|| Duration::from_secs(drain)),
     })
 }
 

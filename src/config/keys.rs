@@ -242,6 +242,12 @@ pub(crate) static KEYS: &[KeySpec] = &[
     .def("10")
     .props(&["org.jitsi.jigasi.MUC_JOIN_TIMEOUT"]),
     k(
+        "xmpp.allowed_jid",
+        Str,
+        "bare JID allowed to send Rayo dial requests (default: the brewery room, as docker)",
+    )
+    .props(&["org.jitsi.jigasi.ALLOWED_JID"]),
+    k(
         "xmpp.tls",
         Str,
         "XMPP TLS: starttls-trust-any (docker: self-signed Prosody), starttls (verified), none",
@@ -342,6 +348,24 @@ pub(crate) static KEYS: &[KeySpec] = &[
         .env(&[Var("JIGASI_SIP_DEFAULT_ROOM")])
         .props(&["org.jitsi.jigasi.DEFAULT_JVB_ROOM_NAME"]),
     k(
+        "sip.register",
+        Bool,
+        "register at sip.server as sip.uri; false: a trunk (no REGISTER, peers from sip.allowed_peers)",
+    )
+    .def("true"),
+    k(
+        "sip.registration_expiry_s",
+        Int,
+        "seconds a registration is asked to last, 10-86400 (refreshed before it ends)",
+    )
+    .def("600"),
+    k(
+        "sip.allowed_peers",
+        List,
+        "addresses (IP or CIDR) allowed to call in; empty: anyone",
+    )
+    .defs(&[]),
+    k(
         "sip.outbound_prefix",
         Str,
         "prefix put in front of dial-out numbers",
@@ -427,6 +451,12 @@ pub(crate) static KEYS: &[KeySpec] = &[
     .def("30000")
     .env(&[Var("JIGASI_JVB_TIMEOUT")])
     .props(&["org.jitsi.jigasi.JVB_INVITE_TIMEOUT"]),
+    k(
+        "call.drain_timeout_s",
+        Int,
+        "after SIGTERM, seconds to let calls end before hanging up the rest; 0: wait for them",
+    )
+    .def("0"),
     // --- health -------------------------------------------------------------------------------
     k(
         "health.sip_uri",

@@ -44,7 +44,7 @@ pub use settings::{
     XmppSettings,
 };
 pub use values::{
-    DomainName, Host, HttpUrl, InvalidValue, JidNode, KeepAliveMethod, LogFormat, LogLevel,
+    DomainName, Host, HttpUrl, InvalidValue, IpNet, JidNode, KeepAliveMethod, LogFormat, LogLevel,
     PortRange, RoomName, Secret, SipHeaderName, SipScheme, SipUri, Transport, XmppServer, XmppTls,
 };
 

@@ -4,8 +4,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use super::values::{
-    DomainName, Host, HttpUrl, JidNode, KeepAliveMethod, LogFormat, LogLevel, PortRange, RoomName,
-    Secret, SipHeaderName, SipUri, Transport, XmppServer, XmppTls,
+    DomainName, Host, HttpUrl, IpNet, JidNode, KeepAliveMethod, LogFormat, LogLevel, PortRange,
+    RoomName, Secret, SipHeaderName, SipUri, Transport, XmppServer, XmppTls,
 };
 
 /// All settings. `Debug` masks secrets.
@@ -42,6 +42,8 @@ pub struct XmppSettings {
     pub tls: XmppTls,
     /// Logged-in connections kept ready so a call does not wait for a login.
     pub pool_size: usize,
+    /// Bare JID allowed to send Rayo dial requests; `None`: the brewery room.
+    pub allowed_jid: Option<String>,
     pub region: Option<String>,
     pub stats_id: Option<String>,
     pub trusted_domains: Vec<DomainName>,
@@ -87,6 +89,11 @@ pub struct SipSettings {
     pub keep_alive_interval: Duration,
     pub default_room: Option<RoomName>,
     pub outbound_prefix: String,
+    /// Register at `server` as `uri`; false: a trunk (no REGISTER).
+    pub register: bool,
+    pub registration_expiry: Duration,
+    /// Who may call in; empty: anyone.
+    pub allowed_peers: Vec<IpNet>,
     pub sdes_srtp: bool,
     pub room_header: SipHeaderName,
     pub room_password_header: SipHeaderName,
@@ -120,6 +127,8 @@ pub struct CallSettings {
     /// How long to wait for the conference's offer after joining (and again when the conference
     /// media ends while the phone stays); `None` (configured ≤ 0): do not wait, as jigasi.
     pub invite_timeout: Option<Duration>,
+    /// After SIGTERM, how long calls may go on; `None`: until they end.
+    pub drain_timeout: Option<Duration>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

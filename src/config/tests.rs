@@ -359,6 +359,12 @@ const PROP_CASES: &[(&str, &str, &str, Check)] = &[
         s.xmpp.stats_id.as_deref() == Some("s-1")
     }),
     (
+        "org.jitsi.jigasi.ALLOWED_JID",
+        "focus@auth.example.com",
+        "xmpp.allowed_jid",
+        |s| s.xmpp.allowed_jid.as_deref() == Some("focus@auth.example.com"),
+    ),
+    (
         "org.jitsi.jigasi.FOCUS_RESOURCE",
         "jicofo",
         "xmpp.focus_resource",
@@ -1417,5 +1423,31 @@ fn no_value_for_any_key_from_any_source_panics() {
     }
     for value in nasty {
         let _ = load_env(&[("JIGASI_CONFIGURATION", value), ("JIGASI_MODE", value)]);
+    }
+}
+
+#[test]
+fn allowed_peers_are_addresses_or_cidr_ranges() {
+    let env = docker_env(&[]);
+    let loaded = ok(load_with(
+        None,
+        &env,
+        &[set(
+            "sip.allowed_peers",
+            "192.0.2.7, 10.0.0.0/8,2001:db8::/32",
+        )],
+    ));
+    let peers = &loaded.settings.sip.allowed_peers;
+    assert_eq!(peers.len(), 3);
+    assert!(peers[0].contains("192.0.2.7".parse().unwrap()));
+    assert!(!peers[0].contains("192.0.2.8".parse().unwrap()));
+    assert!(peers[1].contains("10.200.3.4".parse().unwrap()));
+    assert!(
+        peers[2].contains("2001:db8:1::5".parse().unwrap())
+            && !peers[2].contains("10.0.0.1".parse().unwrap())
+    );
+    for bad in ["10.0.0.0/33", "example.com", "10.0.0.0/x"] {
+        let error = the_error(load_with(None, &env, &[set("sip.allowed_peers", bad)]));
+        assert!(error.contains("sip.allowed_peers"), "{bad}: {error}");
     }
 }
