@@ -82,7 +82,7 @@ fn run_call(opts: Options) -> Outcome {
     let (mut bridge, answer) = MediaBridge::new(
         t0,
         &settings(),
-        params,
+        Some(params),
         &offer,
         gateway_conference,
         &identity,

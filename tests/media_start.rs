@@ -47,7 +47,7 @@ async fn a_call_over_loopback_carries_audio_both_ways_and_frees_its_ports() {
         remote_rtp: phone.addr,
     };
 
-    let (mut handle, answer, phone_rtp) = media::start(&cfg, params, offer).unwrap();
+    let (mut handle, answer, phone_rtp) = media::start(&cfg, Some(params), offer).unwrap();
     let conference_rtp = SocketAddr::new(answer.candidates[0].ip, answer.candidates[0].port);
     assert_eq!(phone_rtp.ip(), LOOPBACK);
     assert!(cfg.settings.ports.contains(phone_rtp.port()));
@@ -135,7 +135,7 @@ async fn an_exhausted_port_range_is_a_typed_error() {
         telephone_event_pt: None,
         remote_rtp: "127.0.0.1:9".parse().unwrap(),
     };
-    let err = media::start(&cfg, params, offer)
+    let err = media::start(&cfg, Some(params), offer)
         .err()
         .expect("no port is free");
     assert!(matches!(err, MediaError::NoFreePort { .. }), "{err}");
@@ -152,7 +152,7 @@ fn start_outside_a_runtime_is_an_error_not_a_panic() {
         remote_rtp: "127.0.0.1:9".parse().unwrap(),
     };
     assert!(matches!(
-        media::start(&cfg, params, offer),
+        media::start(&cfg, Some(params), offer),
         Err(MediaError::Config(_))
     ));
 }

@@ -227,6 +227,12 @@ async fn exec_media(
                 Err(e) => Some(Input::MediaStartFailed(e.to_string())),
             }
         }
+        MediaCommand::ConnectPhone(params) => {
+            if let Some(h) = media.as_ref() {
+                h.connect_phone(params);
+            }
+            None
+        }
         MediaCommand::StopConference => {
             if let Some(h) = media.as_ref() {
                 h.stop_conference();

@@ -128,10 +128,13 @@ pub enum XmppCommand {
 
 #[derive(Debug)]
 pub enum MediaCommand {
+    /// `phone` is None on a dial-out before the callee answered.
     Start {
-        phone: media::PhoneParams,
+        phone: Option<media::PhoneParams>,
         conference: media::ConferenceOffer,
     },
+    /// The callee's address became known (200 OK or early media).
+    ConnectPhone(media::PhoneParams),
     /// Replace the conference leg (a new offer after session-terminate or transport-replace);
     /// the phone leg keeps going.
     RestartConference(media::ConferenceOffer),
@@ -610,7 +613,10 @@ impl Call {
                 remote_rtp: neg.remote_rtp,
             };
             self.media_running = true;
-            self.push_media(MediaCommand::Start { phone, conference });
+            self.push_media(MediaCommand::Start {
+                phone: Some(phone),
+                conference,
+            });
         }
         self.deadline = Some((now + MEDIA_CONNECT_TIMEOUT, Deadline::MediaConnect));
         self.state = State::StartingMedia {

@@ -322,7 +322,10 @@ fn the_phone_is_answered_only_when_the_bridge_offer_arrives_then_jingle_in_jigas
         "the offer is acknowledged at once: {outs:?}"
     );
     match media(&outs).as_slice() {
-        [MediaCommand::Start { phone, conference }] => {
+        [MediaCommand::Start {
+            phone: Some(phone),
+            conference,
+        }] => {
             assert_eq!(phone.remote_rtp, SocketAddr::from(([192, 0, 2, 10], 40000)));
             assert_eq!(phone.codec_pt, 0);
             assert_eq!(conference.opus_pt, 111);

@@ -106,6 +106,29 @@ impl Speaker {
     }
 }
 
+/// The phone side once its address is known: the RTP leg and the phone's incoming stream.
+struct Phone {
+    leg: PhoneLeg,
+    input: PhoneInput,
+}
+
+impl Phone {
+    fn new(now: Instant, params: PhoneParams) -> Phone {
+        Phone {
+            leg: PhoneLeg::new(now, params),
+            input: PhoneInput {
+                codec: params.codec,
+                codec_pt: params.codec_pt,
+                playout: JitterBuffer::new(SAMPLE_RATE),
+                pending: Vec::with_capacity(4 * FRAME_SAMPLES),
+                last: [0; FRAME_SAMPLES],
+                conceal_run: 0,
+                concealed: 0,
+            },
+        }
+    }
+}
+
 /// The phone's stream: playout buffer, G.711 decoding and simple concealment.
 struct PhoneInput {
     codec: G711,
@@ -164,8 +187,8 @@ fn take_frame(pending: &mut Vec<i16>) -> Option<Frame> {
 }
 
 pub struct MediaBridge {
-    phone: PhoneLeg,
-    phone_input: PhoneInput,
+    /// None until the phone's address is known (a dial-out before the callee answers).
+    phone: Option<Phone>,
     /// None while the conference side is gone and the phone waits for a new offer.
     conference: Option<ConferenceLeg>,
     /// The address of the conference socket as str0m knows it (our candidate).
@@ -186,12 +209,12 @@ pub struct MediaBridge {
 }
 
 impl MediaBridge {
-    /// Sets up both legs. `conference_local` is the advertised address of the conference socket
-    /// (our ICE host candidate).
+    /// Sets up both legs (the phone leg later with `phone: None`). `conference_local` is the
+    /// advertised address of the conference socket (our ICE host candidate).
     pub fn new(
         now: Instant,
         settings: &MediaSettings,
-        phone: PhoneParams,
+        phone: Option<PhoneParams>,
         offer: &ConferenceOffer,
         conference_local: SocketAddr,
         identity: &DtlsIdentity,
@@ -202,16 +225,7 @@ impl MediaBridge {
             speakers.insert(*ssrc, Speaker::new(owner.clone())?);
         }
         let mut bridge = MediaBridge {
-            phone: PhoneLeg::new(now, phone),
-            phone_input: PhoneInput {
-                codec: phone.codec,
-                codec_pt: phone.codec_pt,
-                playout: JitterBuffer::new(SAMPLE_RATE),
-                pending: Vec::with_capacity(4 * FRAME_SAMPLES),
-                last: [0; FRAME_SAMPLES],
-                conceal_run: 0,
-                concealed: 0,
-            },
+            phone: phone.map(|p| Phone::new(now, p)),
             conference: Some(conference),
             conference_local,
             opus_pt: offer.opus_pt,
@@ -234,7 +248,12 @@ impl MediaBridge {
     pub fn handle_receive(&mut self, now: Instant, leg: Leg, source: SocketAddr, data: &[u8]) {
         self.now = now;
         match leg {
-            Leg::Phone => self.phone.handle_receive(now, source, data),
+            // Before the phone is connected, nothing on its socket is ours to take.
+            Leg::Phone => {
+                if let Some(p) = &mut self.phone {
+                    p.leg.handle_receive(now, source, data)
+                }
+            }
             Leg::Conference => {
                 if let Some(c) = &mut self.conference {
                     c.handle_receive(now, source, self.conference_local, data)
@@ -252,7 +271,9 @@ impl MediaBridge {
                 c.handle_timeout(now);
             }
         }
-        self.phone.handle_timeout(now);
+        if let Some(p) = &mut self.phone {
+            p.leg.handle_timeout(now);
+        }
         if now.saturating_duration_since(self.next_tick) > MAX_TICK_LAG {
             tracing::debug!(
                 behind_ms = now.duration_since(self.next_tick).as_millis() as u64,
@@ -273,7 +294,7 @@ impl MediaBridge {
         let mut at = self.next_tick;
         for t in [
             self.conference.as_ref().and_then(|c| c.poll_timeout()),
-            self.phone.poll_timeout(),
+            self.phone.as_ref().and_then(|p| p.leg.poll_timeout()),
         ]
         .into_iter()
         .flatten()
@@ -355,23 +376,38 @@ impl MediaBridge {
         Ok(answer)
     }
 
+    /// The phone's address is known now (a dial-out's answer or early media): start the phone
+    /// leg. A second call replaces it (a 200 OK after a 183 with another address).
+    pub fn connect_phone(&mut self, now: Instant, params: PhoneParams) {
+        self.phone = Some(Phone::new(now, params));
+        self.now = now;
+        self.collect();
+    }
+
     /// Sends a DTMF key to the phone (RFC 4733); `false` if the phone cannot take it.
     pub fn send_dtmf(&mut self, digit: char, duration: Duration) -> bool {
-        self.phone.send_dtmf(digit, duration)
+        self.phone
+            .as_mut()
+            .is_some_and(|p| p.leg.send_dtmf(digit, duration))
     }
 
     pub fn stats(&self) -> MediaStats {
-        let pc = self.phone.counters();
-        let ps = self.phone_input.playout.stats();
-        let phone = LegStats {
-            packets_in: pc.packets_in,
-            bytes_in: pc.bytes_in,
-            packets_out: pc.packets_out,
-            bytes_out: pc.bytes_out,
-            lost: ps.lost,
-            late: ps.late,
-            jitter_ms: ps.jitter_ms,
-            concealed_frames: self.phone_input.concealed,
+        let phone = match &self.phone {
+            Some(p) => {
+                let pc = p.leg.counters();
+                let ps = p.input.playout.stats();
+                LegStats {
+                    packets_in: pc.packets_in,
+                    bytes_in: pc.bytes_in,
+                    packets_out: pc.packets_out,
+                    bytes_out: pc.bytes_out,
+                    lost: ps.lost,
+                    late: ps.late,
+                    jitter_ms: ps.jitter_ms,
+                    concealed_frames: p.input.concealed,
+                }
+            }
+            None => LegStats::default(),
         };
         let mut conference = LegStats {
             packets_in: self.gone.packets,
@@ -403,10 +439,14 @@ impl MediaBridge {
             .values_mut()
             .filter_map(|s| s.next_frame(now, opus_pt))
             .collect();
-        self.phone.send_frame(&mix(&frames));
-
-        // The phone to the room.
-        let voice = self.phone_input.next_frame(now);
+        // The phone to the room (silence until the phone is connected).
+        let voice = match &mut self.phone {
+            Some(p) => {
+                p.leg.send_frame(&mix(&frames));
+                p.input.next_frame(now)
+            }
+            None => [0; FRAME_SAMPLES],
+        };
         let timestamp = self.opus_ts;
         self.opus_ts = self.opus_ts.wrapping_add(OPUS_FRAME_TS);
         let Some(conference) = self.conference.as_mut().filter(|c| c.is_connected()) else {
@@ -427,17 +467,19 @@ impl MediaBridge {
     /// Moves what the legs produced into the bridge's queues, feeding received RTP to the
     /// playout buffers on the way.
     fn collect_at(&mut self, now: Instant) {
-        while let Some(event) = self.phone.poll_event() {
+        while let Some(event) = self.phone.as_mut().and_then(|p| p.leg.poll_event()) {
             match event {
                 PhoneEvent::Rtp(p) => {
-                    self.phone_input.playout.push(
-                        now,
-                        p.ssrc,
-                        p.seq,
-                        p.timestamp,
-                        p.payload_type,
-                        &p.payload,
-                    );
+                    if let Some(phone) = &mut self.phone {
+                        phone.input.playout.push(
+                            now,
+                            p.ssrc,
+                            p.seq,
+                            p.timestamp,
+                            p.payload_type,
+                            &p.payload,
+                        );
+                    }
                 }
                 PhoneEvent::MediaStarted => self.events.push_back(MediaEvent::PhoneMediaStarted),
                 PhoneEvent::MediaStopped => self.events.push_back(MediaEvent::PhoneMediaStopped),
@@ -466,7 +508,7 @@ impl MediaBridge {
                 }
             }
         }
-        while let Some(d) = self.phone.poll_transmit() {
+        while let Some(d) = self.phone.as_mut().and_then(|p| p.leg.poll_transmit()) {
             self.transmits.push_back(Transmit {
                 leg: Leg::Phone,
                 destination: d.destination,
@@ -494,6 +536,46 @@ mod tests {
     use crate::config::PortRange;
     use crate::media::rtp::RtpPacket;
     use crate::media::IceCandidate;
+
+    /// Phone-leg datagrams sent over `ticks` 20 ms ticks, by destination.
+    fn phone_sends(b: &mut MediaBridge, now: &mut Instant, ticks: u32) -> Vec<SocketAddr> {
+        let mut out = Vec::new();
+        for _ in 0..ticks {
+            *now += FRAME_DURATION;
+            b.handle_timeout(*now);
+            while let Some(t) = b.poll_transmit() {
+                if t.leg == Leg::Phone {
+                    out.push(t.destination);
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn a_phone_connected_later_gets_nothing_before_and_every_frame_after() {
+        let mut now = Instant::now();
+        let mut b = bridge(now);
+        b.phone = None;
+        assert!(
+            phone_sends(&mut b, &mut now, 10).is_empty(),
+            "nothing for an unknown phone"
+        );
+        assert!(!b.send_dtmf('1', Duration::from_millis(100)));
+        let callee: SocketAddr = "203.0.113.9:5004".parse().unwrap();
+        b.connect_phone(
+            now,
+            PhoneParams {
+                codec: G711::Pcmu,
+                codec_pt: 0,
+                telephone_event_pt: None,
+                remote_rtp: callee,
+            },
+        );
+        let sent = phone_sends(&mut b, &mut now, 10);
+        assert_eq!(sent.len(), 10, "one frame per tick");
+        assert!(sent.iter().all(|d| *d == callee));
+    }
 
     fn bridge(now: Instant) -> MediaBridge {
         let settings = MediaSettings {
@@ -531,7 +613,7 @@ mod tests {
         };
         let identity = DtlsIdentity::generate().unwrap();
         let local = "192.0.2.100:30002".parse().unwrap();
-        MediaBridge::new(now, &settings, phone, &offer, local, &identity)
+        MediaBridge::new(now, &settings, Some(phone), &offer, local, &identity)
             .unwrap()
             .0
     }

@@ -19,6 +19,7 @@ use super::{
 const RECV_BUFFER: usize = 2048;
 
 enum Command {
+    ConnectPhone(PhoneParams),
     StopConference,
     ReplaceConference(
         Box<ConferenceOffer>,
@@ -46,7 +47,7 @@ pub struct MediaHandle {
 /// (the advertised IP and the bound port). Must be called within a tokio runtime.
 pub fn start(
     cfg: &MediaConfig,
-    phone: PhoneParams,
+    phone: Option<PhoneParams>,
     conf: ConferenceOffer,
 ) -> Result<(MediaHandle, ConferenceAnswer, SocketAddr), MediaError> {
     let runtime = tokio::runtime::Handle::try_current()
@@ -97,6 +98,11 @@ pub fn start(
 }
 
 impl MediaHandle {
+    /// The phone's address is known (a dial-out was answered): start sending to it.
+    pub fn connect_phone(&self, params: PhoneParams) {
+        let _ = self.commands.send(Command::ConnectPhone(params));
+    }
+
     /// The conference side ended; the phone stays connected and hears silence.
     pub fn stop_conference(&self) {
         let _ = self.commands.send(Command::StopConference);
@@ -186,6 +192,7 @@ async fn run(
                 Err(e) => tracing::debug!(error = %e, "conference socket"),
             },
             command = commands.recv() => match command {
+                Some(Command::ConnectPhone(params)) => bridge.connect_phone(Instant::now(), params),
                 Some(Command::StopConference) => bridge.stop_conference(),
                 Some(Command::ReplaceConference(offer, answer)) => {
                     let _ = answer.send(bridge.replace_conference(Instant::now(), &offer, &identity));
