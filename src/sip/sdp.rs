@@ -653,5 +653,8 @@ pub fn reanswer(previous_answer: &str, offer: &SdpOffer) -> Result<(String, Nego
     Ok((text, neg))
 }
 
+mod offer;
+pub use offer::{accept_answer, offer, OFFER_TELEPHONE_EVENT_PT};
+
 #[cfg(test)]
 mod tests;
