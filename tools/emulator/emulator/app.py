@@ -11,6 +11,7 @@ from typing import Optional
 
 from . import report, stanzas
 from .bridge import patch_loopback
+from .brewery import Brewery, Rayo
 from .conference import Conference
 from .control import CommandError, ControlServer, EventBus
 from .focus import FocusClient, FocusComponent
@@ -46,6 +47,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                     help="Jicofo's single-participant-timeout; 0 disables")
     ap.add_argument("--connect-timeout", type=float, default=15.0, help="ICE and DTLS timeouts per session")
     ap.add_argument("--iq-timeout", type=float, default=15.0)
+    ap.add_argument("--brewery", default="jigasibrewery",
+                    help="jigasi brewery room: NAME@internal-muc.<domain> (or a full room JID)")
+    ap.add_argument("--no-brewery", action="store_true", help="do not join a jigasi brewery")
     ap.add_argument("--control-port", type=int, default=0)
     ap.add_argument("--ready-file", default=None)
     ap.add_argument("--out-dir", default="emulator-out")
@@ -57,6 +61,12 @@ def parse_args(argv=None) -> argparse.Namespace:
         args.participant_specs = [parse_spec(p) for p in args.participant]
     except ValueError as e:
         ap.error(str(e))
+    if args.no_brewery or not args.brewery.strip():
+        args.brewery_jid = None
+    elif "@" in args.brewery:
+        args.brewery_jid = args.brewery.strip().lower()
+    else:
+        args.brewery_jid = ("%s@internal-muc.%s" % (args.brewery.strip(), args.domain)).lower()
     names = [p.name for p in args.participant_specs]
     if len(set(names)) != len(names):
         ap.error("participant names must be unique")
@@ -69,6 +79,9 @@ class EmulatorApp:
         self.clock = Clock()
         self.bus = EventBus(self.clock)
         self.conference = Conference(args, self.clock, self.bus)
+        brewery = Brewery(args.brewery_jid, self.clock, self.bus) if args.brewery_jid else None
+        self.rayo = Rayo(self.conference, brewery)
+        self.conference.rayo = self.rayo
         self.focus: Optional[FocusClient] = None
         self.component: Optional[FocusComponent] = None
         self.component_jid = ("focus.%s" % args.domain) if args.component_port else None
@@ -108,6 +121,7 @@ class EmulatorApp:
                                             args.component_port, self.conference)
             await self.component.start()
             log.info("component %s connected", self.component_jid)
+        await self.rayo.join_brewery()
         for name in args.room:
             await self.conference.ensure_room(name, "cli")
         await asyncio.gather(*(self.conference.add_participant(spec) for spec in args.participant_specs))
@@ -117,6 +131,8 @@ class EmulatorApp:
         self.bus.emit("ready", control_port=self.control_port, pid=os.getpid(),
                       rooms=list(self.conference.rooms), focus=str(self.focus.boundjid),
                       component=self.component_jid,
+                      brewery=self.rayo.brewery.jid if self.rayo.brewery and self.rayo.brewery.joined_t is not None
+                      else None,
                       participants={p.name: {"endpoint": p.endpoint, "ssrc": p.ssrc}
                                     for p in self.conference.participants.values()})
 
@@ -202,6 +218,16 @@ class EmulatorApp:
             occ.invited = True
             s = await conf.invite(conf.rooms[occ.room], occ)
             return {"sid": s.sid}
+        if cmd == "dial":
+            return await self.rayo.dial(req)
+        if cmd == "hangup":
+            occ = self._occupant_for(req)
+            timeout = req.get("timeout")
+            if timeout is not None and (not isinstance(timeout, (int, float)) or isinstance(timeout, bool)
+                                        or timeout <= 0):
+                raise CommandError("'timeout' must be a positive number of seconds")
+            entry = await self.rayo.hangup(occ, req.get("via", "focus"), timeout)
+            return {"answer": {"type": entry["type"], "condition": entry["condition"], "text": entry["text"]}}
         raise CommandError("unknown command %r" % cmd)
 
     def _occupant_for(self, req: dict):

@@ -57,6 +57,11 @@ class Occupant:
         return "%s/%s" % (self.room, self.nick)
 
     @property
+    def call_direction(self) -> Optional[str]:
+        """JigasiCallDirection of its <initiator> presence: 'in', 'out' or None."""
+        return self.initiator_headers.get("JigasiCallDirection")
+
+    @property
     def is_gateway(self) -> bool:
         return stanzas.FEATURE_JIGASI in self.presence_features or self.jigasi_initiator
 
@@ -66,6 +71,7 @@ class Occupant:
             "participant": self.participant, "is_gateway": self.is_gateway,
             "jigasi_feature": stanzas.FEATURE_JIGASI in self.presence_features,
             "jigasi_initiator": self.jigasi_initiator, "initiator_headers": self.initiator_headers,
+            "call_direction": self.call_direction,
             "display_name": self.display_name, "presence_features": self.presence_features,
             "disco_features": self.disco_features, "features_source": self.features_source,
             "features": self.features, "audiomuted": self.audiomuted, "statuses": self.statuses,
@@ -156,6 +162,7 @@ class Conference:
         self.participants: dict[str, EmulatedParticipant] = {}
         self.sessions: dict[str, Session] = {}
         self.focus = None          # FocusClient, set by the app
+        self.rayo = None           # brewery.Rayo, set by the app
         self.conference_requests: list = []
         self.mutes: list = []
         self.mute_requests: list = []
@@ -309,6 +316,8 @@ class Conference:
 
     # -- occupants (MUC presence) ----------------------------------------------------------------
     def on_presence(self, p: stanzas.MucPresence) -> None:
+        if self.rayo is not None and self.rayo.on_presence(p):
+            return
         room = self.rooms.get(p.room)
         if room is None or p.type == "error":
             return
@@ -348,7 +357,8 @@ class Conference:
             self.bus.emit("occupant-joined", room=room.jid, nick=p.nick, jid=p.real_jid,
                           is_gateway=occ.is_gateway, emulated=occ.emulated,
                           features=occ.presence_features, jigasi_initiator=occ.jigasi_initiator,
-                          display_name=occ.display_name)
+                          display_name=occ.display_name, initiator_headers=occ.initiator_headers,
+                          call_direction=occ.call_direction)
             if not occ.emulated:
                 occ.features_ready = asyncio.ensure_future(self._discover(occ))
                 occ.features_ready.add_done_callback(lambda _f, r=room: self.maybe_invite(r))

@@ -101,6 +101,10 @@ def build_report(app) -> dict:
         if key not in seen:
             seen.add(key)
             occupants.append(o.to_json())
+    rayo = getattr(app, "rayo", None)
+    if rayo is not None:
+        for o in occupants:
+            o["dial"] = rayo.dial_for_occupant(o["room"], o["nick"])
     return {
         "version": REPORT_VERSION,
         "kind": "conference-emulator",
@@ -114,6 +118,7 @@ def build_report(app) -> dict:
             "initiator_style": args.initiator_style, "data_content": args.data_content,
             "disco_timeout": args.disco_timeout, "single_participant_timeout": args.single_participant_timeout,
             "control_port": app.control_port, "out_dir": os.path.abspath(args.out_dir),
+            "brewery": args.brewery_jid,
         },
         "ready_t": app.ready_t,
         "rooms": [{"room": r.jid, "name": r.name, "via": r.via, "joined_t": r.joined_t,
@@ -132,6 +137,9 @@ def build_report(app) -> dict:
         "mutes": conf.mutes,
         "mute_requests": conf.mute_requests,
         "errors": conf.errors,
+        "brewery": rayo.brewery.to_json() if rayo is not None and rayo.brewery is not None else None,
+        "dials": rayo.dials if rayo is not None else [],
+        "hangups": rayo.hangups if rayo is not None else [],
     }
 
 

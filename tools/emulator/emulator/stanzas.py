@@ -17,6 +17,7 @@ caller can answer with an XMPP error IQ instead of crashing.
 """
 from __future__ import annotations
 
+import re
 import secrets
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
@@ -628,6 +629,171 @@ def build_participant_presence(display_name: str, audio_source_name: str) -> lis
             _el(NS_CLIENT, "SourceInfo", text='{"%s":{"muted":false}}' % audio_source_name)]
 
 
+# --- Rayo (dial-out) and the brewery's <stats> ----------------------------------------------
+DIAL_FROM = "fromnumber"   # what lib-jitsi-meet puts in <dial from> (and Jicofo forwards unchanged)
+
+
+def build_dial(to: str, headers=(), src: Optional[str] = DIAL_FROM) -> ET.Element:
+    """<dial xmlns='urn:xmpp:rayo:1' from=… to=…><header name value/>…</dial> (jxe DialIq: 'from' is
+    the source address, 'to' the destination; each header a HeaderExtension, in the given order)."""
+    if not to:
+        raise ValueError("a dial needs a destination ('to')")
+    el = _el(NS_RAYO, "dial", [("from", src), ("to", to)])
+    for name, value in headers:
+        el.append(_el(NS_RAYO, "header", [("name", name), ("value", value)]))
+    return el
+
+
+def build_dial_for_room(to: str, room_jid: str, password: Optional[str] = None, headers=(),
+                        src: Optional[str] = DIAL_FROM) -> ET.Element:
+    """A web client's dial (strophe.rayo.ts): JvbRoomName, JvbRoomPassword if any, then the rest."""
+    out = [("JvbRoomName", room_jid)]
+    if password:
+        out.append(("JvbRoomPassword", password))
+    out.extend((str(n), str(v)) for n, v in headers)
+    return build_dial(to, out, src)
+
+
+@dataclass
+class Dial:
+    to: str
+    src: Optional[str]                                  # the 'from' attribute
+    headers: list = field(default_factory=list)         # [(name, value)] in document order
+
+    def header(self, name: str) -> Optional[str]:
+        for n, v in self.headers:
+            if n == name:
+                return v
+        return None
+
+
+def parse_dial(el: ET.Element) -> Dial:
+    """RayoIqProvider: 'to' is mandatory, 'from' optional; <header>s in any namespace below <dial>."""
+    if el is None or el.tag != q(NS_RAYO, "dial"):
+        raise StanzaError("not a <dial xmlns='%s'> element" % NS_RAYO)
+    to = el.get("to")
+    if not to:
+        raise StanzaError("<dial> lacks 'to'")
+    return Dial(to, el.get("from"), [(h.get("name"), h.get("value")) for h in _children(el, None, "header")
+                                     if h.get("name")])
+
+
+def build_ref(uri: str) -> ET.Element:
+    """jigasi's answer to a dial: <ref xmlns='urn:xmpp:rayo:1' uri='xmpp:room@muc/nick'/>."""
+    return _el(NS_RAYO, "ref", [("uri", uri)])
+
+
+def parse_ref(el: Optional[ET.Element]) -> Optional[str]:
+    """The uri of a <ref/> result payload; None when the result carries no <ref uri>."""
+    if el is None or el.tag != q(NS_RAYO, "ref"):
+        return None
+    return el.get("uri") or None
+
+
+def ref_occupant(uri: Optional[str]) -> Optional[tuple[str, str]]:
+    """'xmpp:room@muc.x/nick' -> ('room@muc.x', 'nick'); None if the uri is not an occupant JID."""
+    if not uri or not uri.startswith("xmpp:"):
+        return None
+    jid = uri[len("xmpp:"):]
+    bare, sep, nick = jid.partition("/")
+    if not sep or not nick or "@" not in bare:
+        return None
+    return bare.lower(), nick
+
+
+def build_hangup() -> ET.Element:
+    return _el(NS_RAYO, "hangup")
+
+
+def is_hangup(el: Optional[ET.Element]) -> bool:
+    return el is not None and el.tag == q(NS_RAYO, "hangup")
+
+
+def build_stats(stats) -> ET.Element:
+    """<stats xmlns='http://jitsi.org/protocol/colibri'><stat name value/>…</stats> from a dict or
+    (name, value) pairs; booleans are written as true/false (ColibriStatsExtension.Stat)."""
+    items = stats.items() if isinstance(stats, dict) else stats
+    el = _el(NS_COLIBRI, "stats")
+    for name, value in items:
+        if isinstance(value, bool):
+            value = "true" if value else "false"
+        el.append(_el(NS_COLIBRI, "stat", [("name", name), ("value", value)]))
+    return el
+
+
+_INT_RE = re.compile(r"^[+-]?[0-9]+$")
+_FLOAT_RE = re.compile(r"^[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?$")
+
+
+def stat_value(text: Optional[str]):
+    """A stat's value: int or float when it reads as a number, True/False for true/false (any case),
+    the string otherwise; None when the value attribute is missing."""
+    if text is None:
+        return None
+    t = text.strip()
+    if _INT_RE.match(t):
+        return int(t)
+    if _FLOAT_RE.match(t):
+        return float(t)
+    if t.lower() in ("true", "false"):
+        return t.lower() == "true"
+    return text
+
+
+def parse_stats(el: ET.Element) -> dict:
+    """All <stat name value/> pairs of a colibri <stats> element (later duplicates win)."""
+    if el is None or el.tag != q(NS_COLIBRI, "stats"):
+        raise StanzaError("not a <stats xmlns='%s'> element" % NS_COLIBRI)
+    out = {}
+    for s in _children(el, None, "stat"):
+        name = s.get("name")
+        if name:
+            out[name] = stat_value(s.get("value"))
+    return out
+
+
+# JigasiDetector reads stats through ColibriStatsExtension: parseBoolean (true only for "true"),
+# getValueAsInt (Integer.valueOf, so "2.5" or garbage counts as 0 participants).
+def stat_true(stats: dict, name: str) -> bool:
+    v = stats.get(name)
+    return v is True or (isinstance(v, str) and v.strip().lower() == "true")
+
+
+def stat_int(stats: dict, name: str) -> int:
+    v = stats.get(name)
+    return v if isinstance(v, int) and not isinstance(v, bool) else 0
+
+
+def select_jigasi(instances, exclude=(), preferred_regions=(), local_region: Optional[str] = None,
+                  transcriber: bool = False) -> Optional[str]:
+    """JigasiDetector.selectJigasi over [(nick, stats)] in brewery order: drop excluded ones,
+    those in graceful shutdown and those without supports_sip (supports_transcription for a
+    transcriber); then prefer a region in preferred_regions, then local_region (None matches
+    instances that publish no region, as in Jicofo), then any; the least loaded is the one with
+    the fewest 'participants', the first of equals. Region groups are not modelled."""
+    feature = "supports_transcription" if transcriber else "supports_sip"
+    available = [(n, s) for n, s in instances
+                 if n not in exclude and not stat_true(s, "graceful_shutdown") and stat_true(s, feature)]
+
+    def least_loaded(cands):
+        best = None
+        for n, s in cands:
+            if best is None or stat_int(s, "participants") < stat_int(best[1], "participants"):
+                best = (n, s)
+        return best[0] if best else None
+
+    def region(s):
+        r = s.get("region")
+        return None if r is None else str(r)
+
+    preferred = [r for r in preferred_regions]
+    for group in (lambda s: region(s) in preferred, lambda s: region(s) == local_region):
+        match = [(n, s) for n, s in available if group(s)]
+        if match:
+            return least_loaded(match)
+    return least_loaded(available)
+
+
 # --- serialisation ------------------------------------------------------------------------------
 def _esc(s: str, attr: bool = False) -> str:
     s = s.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
@@ -839,6 +1005,7 @@ class MucPresence:
     error_condition: Optional[str] = None
     destroyed: bool = False                  # <destroy/> in muc#user: the room is gone
     destroy_reason: Optional[str] = None
+    stats: Optional[dict] = None             # a colibri <stats> element (brewery members)
 
     @property
     def is_self(self) -> bool:
@@ -892,6 +1059,8 @@ def parse_muc_presence(el: ET.Element) -> MucPresence:
                     p.initiator_headers[h.get("name")] = h.get("value")
         elif lname == "status" and ns in ("", NS_CLIENT):
             p.status_text = c.text
+        elif ns == NS_COLIBRI and lname == "stats":
+            p.stats = parse_stats(c)
         elif lname == "audiomuted" and ns in ("", NS_CLIENT):
             p.audiomuted = (c.text or "").strip().lower() == "true"
         elif lname == "error":

@@ -64,6 +64,13 @@ def error_condition(iq) -> str:
         return "undefined-condition"
 
 
+def error_text(iq) -> Optional[str]:
+    try:
+        return iq["error"]["text"] or None
+    except Exception:
+        return None
+
+
 async def disconnect_quietly(xmpp) -> None:
     """Closes a client or component stream politely, and abruptly if that does not finish."""
     try:
@@ -112,14 +119,14 @@ class BaseClient(slixmpp.ClientXMPP):
 
     # -- MUC ---------------------------------------------------------------------------------------
     async def join_room(self, room: str, nick: str, extra: Iterable[ET.Element] = (),
-                        timeout: float = 10.0) -> None:
+                        timeout: float = 10.0, password: Optional[str] = None) -> None:
         """Joins room/nick with the given presence payload; returns once our self-presence arrives."""
         room = room.lower()
         fut = asyncio.get_event_loop().create_future()
         self._join_waiters[room] = fut
         self.rooms[room] = nick
         pres = self.make_presence(pto="%s/%s" % (room, nick))
-        pres.append(stanzas.build_muc_x())
+        pres.append(stanzas.build_muc_x(password))
         for el in extra:
             pres.append(el)
         pres.send()
@@ -198,6 +205,18 @@ class BaseClient(slixmpp.ClientXMPP):
             return "result", res
         except IqError as e:
             return "error", error_condition(e.iq)
+        except IqTimeout:
+            return "timeout", None
+
+    async def request(self, to: str, payload: ET.Element, itype: str = "set",
+                      timeout: float = 10.0) -> tuple[str, object]:
+        """Like send_iq, but an error answer gives ('error', the error IQ) so its text can be read."""
+        iq = self.make_iq(ito=to, itype=itype)
+        iq.append(payload)
+        try:
+            return "result", await iq.send(timeout=timeout)
+        except IqError as e:
+            return "error", e.iq
         except IqTimeout:
             return "timeout", None
 

@@ -114,6 +114,17 @@ impl PyService {
         self.control.request(cmd, args, COMMAND_TIMEOUT)
     }
 
+    /// Like [`Self::request`], for commands that may take longer (a `dial` waits for the
+    /// gateway's answer, up to the emulator's `--iq-timeout` per attempt).
+    pub fn request_with_timeout(
+        &mut self,
+        cmd: &str,
+        args: Value,
+        timeout: Duration,
+    ) -> Result<Value> {
+        self.control.request(cmd, args, timeout)
+    }
+
     /// Asks the service to finish (recordings finalised, report written), waits for it to exit
     /// and returns its report.
     pub fn quit(&mut self) -> Result<Value> {
@@ -155,6 +166,17 @@ impl EmulatorOptions {
 }
 
 pub fn start_emulator(prosody: &Prosody, dir: &Path, opts: &EmulatorOptions) -> Result<PyService> {
+    start_emulator_with_args(prosody, dir, opts, &[])
+}
+
+/// [`start_emulator`] with more command-line options of `conference_emulator.py` (e.g.
+/// `--no-brewery`, `--brewery NAME`, `--iq-timeout 5`), appended after the usual ones.
+pub fn start_emulator_with_args(
+    prosody: &Prosody,
+    dir: &Path,
+    opts: &EmulatorOptions,
+    extra: &[String],
+) -> Result<PyService> {
     let mut args = vec![
         "--xmpp-host".into(),
         net::LOOPBACK.to_string(),
@@ -187,6 +209,7 @@ pub fn start_emulator(prosody: &Prosody, dir: &Path, opts: &EmulatorOptions) -> 
     for p in &opts.participants {
         args.extend(["--participant".into(), p.spec()]);
     }
+    args.extend(extra.iter().cloned());
     PyService::start(
         "emulator",
         "conference_emulator.py",
@@ -224,4 +247,99 @@ pub fn start_echo_occupant(prosody: &Prosody, dir: &Path, opts: &EchoOptions) ->
         args.push("--no-disco".into());
     }
     PyService::start("echo", "echo_occupant.py", "echo-report.json", args, dir)
+}
+
+/// How a fake brewery member answers a Rayo `<dial/>` that it accepts.
+#[derive(Clone, Debug, PartialEq)]
+pub enum FakeAnswer {
+    /// A result with `<ref uri="xmpp:room@muc/<nick>"/>`.
+    Ref,
+    /// An error IQ with this condition (e.g. `service-unavailable`).
+    Error(String),
+    /// No answer at all.
+    Timeout,
+}
+
+/// Options of the fake jigasi brewery member (`tools/emulator/tests/fake_brewery_member.py`),
+/// which stands in for a gateway's brewery connection in tests of the emulator's dial-out side.
+#[derive(Clone, Debug)]
+pub struct FakeMemberOptions {
+    /// Its resource and brewery nick; also names its output folder (`fake-<nick>`).
+    pub nick: String,
+    /// The `participants` stat (what Jicofo's selection compares).
+    pub participants: u32,
+    /// More stats, or overrides (`graceful_shutdown` = `true`, `supports_sip` = `false`, `region`…).
+    pub stats: Vec<(String, String)>,
+    pub answer: FakeAnswer,
+    /// Before answering with a ref, join the dialled room as a dial-out call (an anonymous occupant
+    /// with `JigasiCallDirection=out` and `<nick>` = the number) that takes a Rayo `<hangup/>`.
+    pub join_room: bool,
+    /// Bare JID dials must come from; `None`: the brewery room (only dials through the brewery MUC
+    /// pass, as the gateway's `xmpp.allowed_jid` default); `Some("")`: anyone.
+    pub allowed_jid: Option<String>,
+}
+
+impl FakeMemberOptions {
+    pub fn new(nick: &str, participants: u32) -> Self {
+        Self {
+            nick: nick.into(),
+            participants,
+            stats: Vec::new(),
+            answer: FakeAnswer::Ref,
+            join_room: false,
+            allowed_jid: None,
+        }
+    }
+}
+
+/// Starts a fake brewery member logged in as `jigasi@auth.<domain>/<nick>` in the default brewery
+/// (`jigasibrewery@internal-muc.<domain>`); returns once it has joined with its stats. Only the
+/// focus may create the brewery in the lab Prosody, so start the emulator first (the member
+/// retries its join for 20 s). Its control commands: `set-stats {stats}`, `set-answer {answer,
+/// condition?, text?}`, `leave-call`, `status`, `events`, `quit` (report `fake-member-report.json`).
+pub fn start_fake_brewery_member(
+    prosody: &Prosody,
+    dir: &Path,
+    opts: &FakeMemberOptions,
+) -> Result<PyService> {
+    let mut args = vec![
+        "--xmpp-host".into(),
+        net::LOOPBACK.to_string(),
+        "--xmpp-port".into(),
+        prosody.c2s_port.to_string(),
+        "--domain".into(),
+        prosody.domain.clone(),
+        "--password".into(),
+        prosody.jigasi_password.clone(),
+        "--nick".into(),
+        opts.nick.clone(),
+        "--participants".into(),
+        opts.participants.to_string(),
+    ];
+    for (name, value) in &opts.stats {
+        args.extend(["--stat".into(), format!("{name}={value}")]);
+    }
+    match &opts.answer {
+        FakeAnswer::Ref => {}
+        FakeAnswer::Error(condition) => args.extend([
+            "--answer".into(),
+            "error".into(),
+            "--error-condition".into(),
+            condition.clone(),
+        ]),
+        FakeAnswer::Timeout => args.extend(["--answer".into(), "timeout".into()]),
+    }
+    if opts.join_room {
+        args.push("--join-room".into());
+    }
+    if let Some(jid) = &opts.allowed_jid {
+        args.extend(["--allowed-jid".into(), jid.clone()]);
+    }
+    PyService::start(
+        &format!("fake-{}", opts.nick),
+        "tests/fake_brewery_member.py",
+        "fake-member-report.json",
+        args,
+        dir,
+    )
 }
