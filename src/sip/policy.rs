@@ -2,7 +2,10 @@
 //! claimed yet: start a call, hand it to its dialog, answer OPTIONS, or refuse it with the code
 //! RFC 3261 names. Pure: it sees the method, the Request-URI and the headers.
 
+use std::net::IpAddr;
+
 use super::headers::Headers;
+use crate::config::IpNet;
 
 /// The methods a call here takes part in, as the `Allow` header lists them.
 pub(crate) const ALLOW: &str = "INVITE, ACK, BYE, CANCEL, OPTIONS, INFO";
@@ -103,6 +106,19 @@ pub(crate) fn route(req: &RequestView<'_>) -> Route {
         "BYE" | "INFO" | "PRACK" | "UPDATE" => Route::Refuse(Refusal::new(481)),
         _ => Route::Refuse(Refusal::new(405).with("Allow", ALLOW)),
     }
+}
+
+/// Whether a call from `source` may start: anyone when `allowed` is empty, else only an
+/// address in one of its ranges (an unknown source never). IPv4 peers reaching an IPv6 socket
+/// (`::ffff:a.b.c.d`) count as the IPv4 address.
+pub(crate) fn peer_allowed(allowed: &[IpNet], source: Option<IpAddr>) -> bool {
+    if allowed.is_empty() {
+        return true;
+    }
+    source.is_some_and(|ip| {
+        let ip = ip.to_canonical();
+        allowed.iter().any(|net| net.contains(ip))
+    })
 }
 
 fn is_sdp(content_type: Option<&str>) -> bool {
@@ -311,5 +327,22 @@ mod tests {
     #[test]
     fn stray_ack_gets_no_response() {
         assert_eq!(route_of("ACK", "sip:a@b", &[], false, true), Route::Ignore);
+    }
+
+    #[test]
+    fn only_allowed_peers_may_call_when_a_list_is_set() {
+        let nets: Vec<IpNet> = ["192.0.2.0/24", "2001:db8::1"]
+            .iter()
+            .map(|n| n.parse().unwrap())
+            .collect();
+        let ip = |s: &str| Some(s.parse::<IpAddr>().unwrap());
+        assert!(peer_allowed(&[], ip("198.51.100.1")));
+        assert!(peer_allowed(&[], None));
+        assert!(peer_allowed(&nets, ip("192.0.2.77")));
+        assert!(peer_allowed(&nets, ip("::ffff:192.0.2.77")));
+        assert!(peer_allowed(&nets, ip("2001:db8::1")));
+        assert!(!peer_allowed(&nets, ip("198.51.100.1")));
+        assert!(!peer_allowed(&nets, ip("2001:db8::2")));
+        assert!(!peer_allowed(&nets, None));
     }
 }

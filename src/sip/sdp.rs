@@ -623,34 +623,78 @@ fn answer_with_version(
 /// session version raised when anything changed (RFC 3264 §8). Fails when the new offer no
 /// longer carries our codec; the caller then answers 488 and the session stays as it was.
 pub fn reanswer(previous_answer: &str, offer: &SdpOffer) -> Result<(String, Negotiated), SdpError> {
-    let ours = SdpOffer::parse(previous_answer.as_bytes())?;
-    let (m, ip) = ours
+    let ours = Ours::parse(previous_answer)?;
+    let codec = ours
         .media
-        .iter()
-        .find(|m| m.port != 0)
-        .and_then(|m| Some((m, m.connection.or(ours.connection)?)))
-        .ok_or(SdpError::NoAudio)?;
-    let codec = m
         .payload_types
         .first()
         .and_then(PayloadType::g711)
         .ok_or(SdpError::NoCommonCodec)?;
-    let numbers = |o: &Option<Origin>| -> Option<(u64, u64)> {
-        let o = o.as_ref()?;
-        Some((o.session_id.parse().ok()?, o.session_version.parse().ok()?))
-    };
-    let (session_id, version) = numbers(&ours.origin).ok_or(SdpError::Malformed {
-        line: 2,
-        why: "our previous answer has no numeric o= line".into(),
-    })?;
     let neg = negotiate(offer, &[codec])?;
-    let same = answer_with_version(&neg, ip, m.port, session_id, version);
+    let same = answer_with_version(&neg, ours.ip, ours.media.port, ours.id, ours.version);
     let text = if same == previous_answer {
         same
     } else {
-        answer_with_version(&neg, ip, m.port, session_id, version.wrapping_add(1))
+        let next = ours.version.wrapping_add(1);
+        answer_with_version(&neg, ours.ip, ours.media.port, ours.id, next)
     };
     Ok((text, neg))
+}
+
+/// Our side of a call we offered, in the form [`reanswer`] takes: the address and port of our
+/// offer with the codec the answer chose, so that a re-INVITE from the far end keeps that codec.
+/// The session version is one above the offer's, since the codec list may have narrowed.
+pub fn offered_session(our_offer: &str, answer: &SdpOffer) -> Result<String, SdpError> {
+    let ours = Ours::parse(our_offer)?;
+    let chosen = answer
+        .media
+        .iter()
+        .find(|m| m.media == "audio" && m.port != 0)
+        .and_then(|m| m.payload_types.iter().find_map(PayloadType::g711))
+        .ok_or(SdpError::NoCommonCodec)?;
+    let neg = negotiate(answer, &[chosen])?;
+    let next = ours.version.wrapping_add(1);
+    Ok(answer_with_version(
+        &neg,
+        ours.ip,
+        ours.media.port,
+        ours.id,
+        next,
+    ))
+}
+
+/// An SDP we sent: its first live m-line, that line's address, and the `o=` numbers.
+struct Ours {
+    media: MediaDescription,
+    ip: IpAddr,
+    id: u64,
+    version: u64,
+}
+
+impl Ours {
+    fn parse(text: &str) -> Result<Ours, SdpError> {
+        let sdp = SdpOffer::parse(text.as_bytes())?;
+        let (media, ip) = sdp
+            .media
+            .iter()
+            .find(|m| m.port != 0)
+            .and_then(|m| Some((m.clone(), m.connection.or(sdp.connection)?)))
+            .ok_or(SdpError::NoAudio)?;
+        let numbers = |o: &Option<Origin>| -> Option<(u64, u64)> {
+            let o = o.as_ref()?;
+            Some((o.session_id.parse().ok()?, o.session_version.parse().ok()?))
+        };
+        let (id, version) = numbers(&sdp.origin).ok_or(SdpError::Malformed {
+            line: 2,
+            why: "our SDP has no numeric o= line".into(),
+        })?;
+        Ok(Ours {
+            media,
+            ip,
+            id,
+            version,
+        })
+    }
 }
 
 mod offer;

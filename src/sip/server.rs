@@ -5,7 +5,8 @@
 //!
 //! Tasks: the rsipstack endpoint (transport reading, transactions, timers), a TCP accept loop,
 //! the dispatcher of new server transactions, one task per INVITE transaction and one watcher
-//! per dialog that answers in-dialog requests and turns dialog states into events.
+//! per dialog that answers in-dialog requests and turns dialog states into events; with an
+//! account, the registration (`client.rs`), and one task per outgoing call.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
@@ -16,24 +17,29 @@ use rsipstack::dialog::invite_dialog::InviteDialog;
 use rsipstack::sip::param::Tag;
 use rsipstack::sip::prelude::{HeadersExt, ToTypedHeader};
 use rsipstack::sip::{Header, Method, Param, Scheme, StatusCode, Uri};
-use rsipstack::transaction::endpoint::EndpointInnerRef;
+use rsipstack::transaction::endpoint::{EndpointInnerRef, EndpointOption};
 use rsipstack::transaction::transaction::Transaction;
+use rsipstack::transaction::CallIdFormat;
 use rsipstack::transport::tcp::TcpConnection;
 use rsipstack::transport::udp::UdpConnection;
 use rsipstack::transport::{SipAddr, SipConnection, TransportLayer};
 use rsipstack::EndpointBuilder;
 use tokio::net::{TcpListener, UdpSocket};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
+use super::account::InvalidTarget;
+use super::client::{run_registration, Client, OutgoingDialog};
 use super::headers::{Headers, NameAddr, Reason};
+use super::outgoing::{InvalidHeader, OutgoingCall};
 use super::policy::{self, RequestView, Route, ACCEPT, ALLOW};
+use super::registration::RegistrationState;
 use super::screen;
 use super::sdp::{self, Negotiated, SdpOffer};
 use super::udp::ScreenedUdp;
-use crate::config::{SipSettings, Transport};
+use crate::config::{IpNet, SipSettings, Transport};
 
 const USER_AGENT: &str = concat!("jitsi-sip-gateway/", env!("CARGO_PKG_VERSION"));
 /// Incoming calls waiting for the gateway; beyond this, new INVITEs get 503.
@@ -57,6 +63,12 @@ pub enum SipError {
     WrongState { action: &'static str, state: String },
     #[error("SIP stack: {0}")]
     Stack(String),
+    #[error("cannot dial: {0}")]
+    InvalidTarget(#[from] InvalidTarget),
+    #[error("cannot dial: {0}")]
+    InvalidHeader(#[from] InvalidHeader),
+    #[error("sip.server_transport = udp needs udp in sip.transports (the same socket receives)")]
+    NoUdpForServer,
 }
 
 impl From<rsipstack::Error> for SipError {
@@ -71,6 +83,10 @@ pub struct SipServer {
     cancel: CancellationToken,
     addrs: Vec<(Transport, SocketAddr)>,
     tasks: Vec<JoinHandle<()>>,
+    client: Arc<Client>,
+    registration: watch::Receiver<RegistrationState>,
+    /// Stops the registration, which then unregisters; and its task.
+    registrar: Option<(CancellationToken, JoinHandle<()>)>,
 }
 
 /// A new call: an INVITE that opened a dialog. 100 Trying has been sent.
@@ -204,7 +220,7 @@ impl Drop for SipDialog {
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+pub(super) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     // The data (an SDP string) stays valid if a holder panicked.
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
@@ -224,12 +240,15 @@ struct Ctx {
     layer: Arc<DialogLayer>,
     calls: mpsc::Sender<IncomingCall>,
     public_address: Option<IpAddr>,
+    /// `sip.allowed_peers`: who may start a call; empty: anyone.
+    allowed_peers: Vec<IpNet>,
     cancel: CancellationToken,
 }
 
 impl SipServer {
     /// Binds the transports of `settings` (UDP and/or TCP on `sip.listen`, the same port for
-    /// both) and starts answering. TLS is not supported yet.
+    /// both) and starts answering; with an account and `sip.register`, registers it. TLS is not
+    /// supported for listening yet.
     pub async fn start(
         settings: &SipSettings,
     ) -> Result<(SipServer, mpsc::Receiver<IncomingCall>), SipError> {
@@ -238,6 +257,9 @@ impl SipServer {
         }
         let want_udp = settings.transports.contains(&Transport::Udp);
         let want_tcp = settings.transports.contains(&Transport::Tcp);
+        if settings.server.is_some() && settings.server_transport == Transport::Udp && !want_udp {
+            return Err(SipError::NoUdpForServer);
+        }
         let (udp, tcp) = bind(settings.listen, want_udp, want_tcp).await?;
 
         let cancel = CancellationToken::new();
@@ -273,6 +295,11 @@ impl SipServer {
         };
 
         let endpoint = EndpointBuilder::new()
+            // Call-IDs of our requests: a bare UUID (the stack's default names its vendor).
+            .with_option(EndpointOption {
+                callid_format: CallIdFormat::Uuid,
+                ..EndpointOption::default()
+            })
             .with_user_agent(USER_AGENT)
             .with_cancel_token(cancel.clone())
             .with_transport_layer(transport_layer)
@@ -280,10 +307,19 @@ impl SipServer {
         let incoming = endpoint.incoming_transactions()?;
         let layer = Arc::new(DialogLayer::new(endpoint.inner.clone()));
         let (calls_tx, calls_rx) = mpsc::channel(CALL_QUEUE);
+        let contact = contact_address(settings, &addrs);
+        let client = Arc::new(Client::new(
+            settings,
+            layer.clone(),
+            endpoint.inner.clone(),
+            contact,
+            cancel.clone(),
+        ));
         let ctx = Arc::new(Ctx {
             layer,
             calls: calls_tx,
             public_address: settings.public_address,
+            allowed_peers: settings.allowed_peers.clone(),
             cancel: cancel.clone(),
         });
 
@@ -298,14 +334,40 @@ impl SipServer {
         }
         tasks.push(spawn_until(&cancel, dispatch(incoming, ctx)));
         info!(?addrs, "SIP server listening");
+        let (state_tx, registration) = watch::channel(RegistrationState::Disabled);
+        let registrar = client.registers().then(|| {
+            let stop = CancellationToken::new();
+            let task = spawn_until(
+                &cancel,
+                run_registration(client.clone(), settings.clone(), state_tx, stop.clone()),
+            );
+            (stop, task)
+        });
         Ok((
             SipServer {
                 cancel,
                 addrs,
                 tasks,
+                client,
+                registration,
+                registrar,
             },
             calls_rx,
         ))
+    }
+
+    /// The account's registration; `Disabled` without an account, with `sip.register = false`
+    /// (a trunk), and after shutdown.
+    pub fn registration(&self) -> watch::Receiver<RegistrationState> {
+        self.registration.clone()
+    }
+
+    /// An outgoing INVITE through the account's proxy (`sip.server`), or straight to the
+    /// destination URI when no server is configured. Fails at once when the destination or an
+    /// extra header cannot be written into the request; everything after that arrives as
+    /// events on the dialog.
+    pub async fn call(&self, call: OutgoingCall) -> Result<OutgoingDialog, SipError> {
+        self.client.call(call)
     }
 
     /// The bound addresses (the real port when `sip.listen` asked for port 0).
@@ -313,8 +375,13 @@ impl SipServer {
         self.addrs.clone()
     }
 
-    /// Stops listening and abandons every transaction.
+    /// Unregisters (Expires: 0, waiting up to 5 s for the registrar), then stops listening and
+    /// abandons every transaction.
     pub async fn shutdown(mut self) {
+        if let Some((stop, task)) = self.registrar.take() {
+            stop.cancel();
+            let _ = task.await;
+        }
         self.cancel.cancel();
         for task in self.tasks.drain(..) {
             let _ = task.await;
@@ -328,7 +395,7 @@ impl Drop for SipServer {
     }
 }
 
-fn spawn_until<F>(cancel: &CancellationToken, work: F) -> JoinHandle<()>
+pub(super) fn spawn_until<F>(cancel: &CancellationToken, work: F) -> JoinHandle<()>
 where
     F: std::future::Future<Output = ()> + Send + 'static,
 {
@@ -339,6 +406,21 @@ where
             _ = work => {}
         }
     })
+}
+
+/// Where requests we send say we are (Contact): `sip.public_address` when set, else the
+/// listening address (an interface address when listening on a wildcard); with the port of the
+/// transport towards the server.
+fn contact_address(settings: &SipSettings, addrs: &[(Transport, SocketAddr)]) -> SocketAddr {
+    let local = addrs.first().map_or(settings.listen, |(_, a)| *a);
+    let port = addrs
+        .iter()
+        .find(|(t, _)| *t == settings.server_transport)
+        .map_or(local.port(), |(_, a)| a.port());
+    let ip = settings
+        .public_address
+        .unwrap_or_else(|| SipConnection::resolve_bind_address(local).ip());
+    SocketAddr::new(ip, port)
 }
 
 /// Binds UDP and TCP on the same address; with port 0 both get the same free port.
@@ -476,7 +558,23 @@ async fn handle_request(ctx: Arc<Ctx>, mut tx: Transaction) {
         Route::Refuse(refusal) => reply(&mut tx, refusal.code, refusal.headers).await,
         Route::Options => reply(&mut tx, 200, capabilities()).await,
         Route::InDialog => in_dialog(&ctx, &mut tx).await,
-        Route::NewCall => new_call(&ctx, tx, uri, headers).await,
+        Route::NewCall => {
+            let remote = tx
+                .connection
+                .as_ref()
+                .and_then(|c| c.get_remote_addr())
+                .and_then(|a| a.get_socketaddr().ok());
+            if policy::peer_allowed(&ctx.allowed_peers, remote.map(|a| a.ip())) {
+                new_call(&ctx, tx, uri, headers).await
+            } else {
+                info!(
+                    ?remote,
+                    call_id = headers.get("Call-ID").unwrap_or(""),
+                    "INVITE from outside sip.allowed_peers: 403"
+                );
+                reply(&mut tx, 403, vec![]).await
+            }
+        }
     }
 }
 
@@ -668,58 +766,80 @@ async fn watch_dialog(
                 why: "dialog dropped".into(),
             };
         };
-        match state {
-            DialogState::Confirmed(..) if !acked => {
+        match serve(state, &answer).await {
+            Served::Confirmed if !acked => {
                 acked = true;
                 notify(DialogEvent::Acked);
             }
-            DialogState::Info(_, req, handle) => {
-                let _ = handle.reply(StatusCode::OK).await;
-                let content_type = req.header_value("Content-Type");
-                notify(DialogEvent::Info {
-                    content_type,
-                    body: req.body,
-                });
-            }
-            DialogState::Options(_, _, handle) => {
-                let _ = handle
-                    .respond(StatusCode::OK, Some(capability_headers()), None)
-                    .await;
-            }
-            DialogState::Updated(_, req, handle) if req.method == Method::Invite => {
-                let (code, body, event) = reinvite(&req.body, &answer);
-                let headers = body
-                    .as_ref()
-                    .map(|_| vec![Header::ContentType(ACCEPT.into())]);
-                let _ = handle
-                    .respond(
-                        StatusCode::from(code),
-                        headers,
-                        body.map(String::into_bytes),
-                    )
-                    .await;
-                if let Some(event) = event {
-                    notify(event);
-                }
-            }
-            // UPDATE, REFER, MESSAGE, NOTIFY: not for this gateway.
-            DialogState::Updated(_, _, handle)
-            | DialogState::Refer(_, _, handle)
-            | DialogState::Message(_, _, handle)
-            | DialogState::Notify(_, _, handle)
-            | DialogState::Publish(_, _, handle) => {
-                let allow = vec![Header::Other("Allow".into(), ALLOW.into())];
-                let _ = handle
-                    .respond(StatusCode::MethodNotAllowed, Some(allow), None)
-                    .await;
-            }
-            DialogState::Terminated(_, reason) => break terminal_event(reason),
-            _ => {}
+            Served::Event(event) => notify(event),
+            Served::Ended(reason) => break terminal_event(reason),
+            Served::Confirmed | Served::Nothing => {}
         }
     };
     layer.remove_dialog(&id);
     debug!(%id, event = ?terminal, "dialog ended");
     let _ = events.send(terminal).await;
+}
+
+/// What one dialog state meant, once [`serve`] has answered what it had to.
+pub(super) enum Served {
+    /// The dialog is (still) confirmed: the ACK of a 2xx arrived, or a request was handled.
+    Confirmed,
+    /// Something for the gateway: an INFO, a re-INVITE answered.
+    Event(DialogEvent),
+    /// The dialog has ended.
+    Ended(TerminatedReason),
+    Nothing,
+}
+
+/// Answers a request inside a dialog (either direction): INFO and OPTIONS 200, a re-INVITE
+/// from `answer` (our current SDP), what the gateway does not do 405.
+pub(super) async fn serve(state: DialogState, answer: &Mutex<Option<String>>) -> Served {
+    match state {
+        DialogState::Confirmed(..) => Served::Confirmed,
+        DialogState::Info(_, req, handle) => {
+            let _ = handle.reply(StatusCode::OK).await;
+            let content_type = req.header_value("Content-Type");
+            Served::Event(DialogEvent::Info {
+                content_type,
+                body: req.body,
+            })
+        }
+        DialogState::Options(_, _, handle) => {
+            let _ = handle
+                .respond(StatusCode::OK, Some(capability_headers()), None)
+                .await;
+            Served::Nothing
+        }
+        DialogState::Updated(_, req, handle) if req.method == Method::Invite => {
+            let (code, body, event) = reinvite(&req.body, answer);
+            let headers = body
+                .as_ref()
+                .map(|_| vec![Header::ContentType(ACCEPT.into())]);
+            let _ = handle
+                .respond(
+                    StatusCode::from(code),
+                    headers,
+                    body.map(String::into_bytes),
+                )
+                .await;
+            event.map_or(Served::Nothing, Served::Event)
+        }
+        // UPDATE, REFER, MESSAGE, NOTIFY: not for this gateway.
+        DialogState::Updated(_, _, handle)
+        | DialogState::Refer(_, _, handle)
+        | DialogState::Message(_, _, handle)
+        | DialogState::Notify(_, _, handle)
+        | DialogState::Publish(_, _, handle) => {
+            let allow = vec![Header::Other("Allow".into(), ALLOW.into())];
+            let _ = handle
+                .respond(StatusCode::MethodNotAllowed, Some(allow), None)
+                .await;
+            Served::Nothing
+        }
+        DialogState::Terminated(_, reason) => Served::Ended(reason),
+        _ => Served::Nothing,
+    }
 }
 
 fn capability_headers() -> Vec<Header> {

@@ -30,6 +30,7 @@ pub fn settings(sets: &[&str]) -> SipSettings {
 
 /// A server on 127.0.0.1 with a free port for UDP and TCP.
 pub async fn start(extra: &[&str]) -> (SipServer, mpsc::Receiver<IncomingCall>) {
+    logs_from_env();
     let mut sets = vec!["sip.listen=127.0.0.1:0", "sip.transports=udp,tcp"];
     sets.extend_from_slice(extra);
     SipServer::start(&settings(&sets)).await.unwrap()
@@ -242,3 +243,14 @@ pub fn sdp_offer(version: u32, media: &str) -> String {
 
 pub const PCMU_OFFER: &str =
     "m=audio 30000 RTP/AVP 0 101\r\na=rtpmap:101 telephone-event/8000\r\na=sendrecv\r\n";
+
+/// Logs of the gateway on stderr when `RUST_LOG` is set (e.g. `jitsi_sip_gateway=debug,
+/// rsipstack=debug`), for reading a failing test.
+pub fn logs_from_env() {
+    if std::env::var_os("RUST_LOG").is_some() {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_test_writer()
+            .try_init();
+    }
+}

@@ -274,6 +274,46 @@ fn reoffer_without_our_codec_is_refused() {
     );
 }
 
+/// Our dial-out offer: PCMU first, PCMA, telephone-event.
+const OUR_OFFER: &str = "v=0\r\no=- 77 3 IN IP4 203.0.113.10\r\ns=-\r\nc=IN IP4 203.0.113.10\r\n\
+     t=0 0\r\nm=audio 10000 RTP/AVP 0 8 101\r\na=rtpmap:101 telephone-event/8000\r\n";
+
+#[test]
+fn a_callee_reoffer_keeps_the_codec_its_answer_chose() {
+    // The callee answered PCMA (second in our offer).
+    let answer = SdpOffer::parse(
+        b"v=0\r\no=- 5 5 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+          m=audio 40000 RTP/AVP 8 101\r\na=rtpmap:101 telephone-event/8000\r\n",
+    )
+    .unwrap();
+    let ours = offered_session(OUR_OFFER, &answer).unwrap();
+    let l = lines(&ours);
+    assert!(l.contains(&"o=- 77 4 IN IP4 203.0.113.10"), "{ours}");
+    assert!(l.contains(&"m=audio 10000 RTP/AVP 8 101"), "{ours}");
+    // Its re-INVITE offering both codecs (hold) is answered with PCMA still.
+    let reoffer = SdpOffer::parse(
+        b"v=0\r\no=- 5 6 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+          m=audio 40000 RTP/AVP 0 8\r\na=sendonly\r\n",
+    )
+    .unwrap();
+    let (text, n) = reanswer(&ours, &reoffer).unwrap();
+    assert_eq!(n.codec, G711::Pcma);
+    assert!(lines(&text).contains(&"a=recvonly"), "{text}");
+}
+
+#[test]
+fn an_answer_without_g711_gives_no_session() {
+    let answer = SdpOffer::parse(
+        b"v=0\r\no=- 5 5 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+          m=audio 40000 RTP/AVP 9\r\n",
+    )
+    .unwrap();
+    assert_eq!(
+        offered_session(OUR_OFFER, &answer).unwrap_err(),
+        SdpError::NoCommonCodec
+    );
+}
+
 fn malformed_line(body: &[u8]) -> usize {
     match SdpOffer::parse(body) {
         Err(SdpError::Malformed { line, .. }) => line,

@@ -33,6 +33,50 @@ impl Baresip {
     /// Starts baresip as `user` on a free port below 6553 (its RTP range is 10×port), playing
     /// `mic_wav` (8 kHz mono 16-bit) and recording into `dir/<user>-rec`.
     pub fn start(dir: &Path, user: &str, mic_wav: &Path, answer: Answer) -> Result<Self> {
+        Self::launch(dir, user, mic_wav, answer, None)
+    }
+
+    /// As [`Baresip::start`], registered as `user`@127.0.0.1 with `password` at the registrar
+    /// on 127.0.0.1:`registrar_port` (G.711 only); returns once the registrar said 200.
+    pub fn start_registered(
+        dir: &Path,
+        user: &str,
+        password: &str,
+        registrar_port: u16,
+        mic_wav: &Path,
+        answer: Answer,
+    ) -> Result<Self> {
+        let mode = match answer {
+            Answer::Auto => "auto",
+            Answer::Manual => "manual",
+        };
+        let account = format!(
+            "<sip:{user}@127.0.0.1:{registrar_port}>;auth_pass={password};regint=60;\
+             answermode={mode};audio_codecs=PCMU,PCMA"
+        );
+        let mut phone = Self::launch(dir, user, mic_wav, answer, Some(account))?;
+        // REGISTER_OK may come before the control connection exists: ask instead.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let info = phone.command("reginfo")?;
+            let text = info["data"].as_str().unwrap_or_default();
+            if text.contains("OK") && text.contains("Expires") {
+                return Ok(phone);
+            }
+            if Instant::now() >= deadline {
+                bail!("baresip {user} did not register: {text}");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn launch(
+        dir: &Path,
+        user: &str,
+        mic_wav: &Path,
+        answer: Answer,
+        account: Option<String>,
+    ) -> Result<Self> {
         let (sip_port, ctrl_port) = pick_ports()?;
         let conf = dir.join(format!("{user}-baresip"));
         let rec_dir = dir.join(format!("{user}-rec"));
@@ -49,6 +93,9 @@ impl Baresip {
                     Answer::Manual => "manual",
                 }),
         )?;
+        if let Some(account) = account {
+            std::fs::write(conf.join("accounts"), format!("{account}\n"))?;
+        }
         let mut cmd = Command::new("baresip");
         cmd.arg("-f").arg(&conf);
         let mut proc = Supervised::spawn(user, cmd, &dir.join(format!("{user}-baresip.log")))?;
