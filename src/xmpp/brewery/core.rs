@@ -5,8 +5,9 @@
 //! Rules (jigasi-behaviour.md 2.2, 2.3): join the brewery room with the stats presence as soon as
 //! logged in; publish again only when the stats differ from what the room last saw; take Rayo
 //! dials only from the allowed JID and answer bad ones here; answer a request nobody answered
-//! within the timeout with `internal-server-error`; after a lost stream, a failed login or a lost
-//! room, try again after a pause (1 s doubling to 30 s, back to 1 s once in the room).
+//! within the timeout with `internal-server-error`; after a lost stream or a failed login, log in
+//! again after a pause, and after a refused join or a lost room, join again after a pause (each
+//! 1 s doubling to 30 s; the join pauses start again at every login, both once in the room).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -138,7 +139,11 @@ pub(super) struct Core {
     timeout: Duration,
     stats: BreweryStats,
     link: Link,
-    backoff: Backoff,
+    /// Pauses between logins: a failed login or a lost stream. Reset once in the room.
+    connect_backoff: Backoff,
+    /// Pauses between joins on one connection (the room refused, or is not there yet: where
+    /// only Jicofo may create it, the gateway waits for Jicofo). Reset by a new login.
+    join_backoff: Backoff,
     pending: HashMap<u64, Pending>,
     next_key: u64,
     out: VecDeque<Output>,
@@ -160,7 +165,8 @@ impl Core {
             timeout,
             stats,
             link: Link::Connecting,
-            backoff: Backoff::new(FIRST_RETRY, LAST_RETRY),
+            connect_backoff: Backoff::new(FIRST_RETRY, LAST_RETRY),
+            join_backoff: Backoff::new(FIRST_RETRY, LAST_RETRY),
             pending: HashMap::new(),
             next_key: 0,
             out: VecDeque::new(),
@@ -248,6 +254,7 @@ impl Core {
             room: Room::Joined,
             sent: self.stats.clone(),
         };
+        self.join_backoff.reset();
         self.join(now);
     }
 
@@ -273,7 +280,7 @@ impl Core {
 
     /// No connection: log in again after a pause.
     fn down(&mut self, now: Instant, reason: String) {
-        let retry_in = self.backoff.next_delay();
+        let retry_in = self.connect_backoff.next_delay();
         tracing::warn!(%reason, ?retry_in, "brewery: not connected");
         self.link = Link::Down {
             retry_at: now + retry_in,
@@ -284,10 +291,10 @@ impl Core {
 
     /// Connected but not in the room: join again after a pause.
     fn room_lost(&mut self, now: Instant, reason: String) {
-        let retry_in = self.backoff.next_delay();
         let Link::Up { room, .. } = &mut self.link else {
             return;
         };
+        let retry_in = self.join_backoff.next_delay();
         tracing::warn!(%reason, ?retry_in, "brewery: not in the room");
         *room = Room::Waiting {
             retry_at: now + retry_in,
@@ -307,7 +314,8 @@ impl Core {
                 }
                 *room = Room::Joined;
                 let nick = nick.clone();
-                self.backoff.reset();
+                self.connect_backoff.reset();
+                self.join_backoff.reset();
                 tracing::info!(room = %self.room, %nick, "brewery: joined");
                 self.out
                     .push_back(Output::State(BreweryState::Joined { nick }));
@@ -941,6 +949,47 @@ mod tests {
         assert!(matches!(
             &outputs(&mut c)[..],
             [Output::State(BreweryState::Lost { retry_in, .. })] if *retry_in == FIRST_RETRY
+        ));
+    }
+
+    #[test]
+    fn join_pauses_start_again_at_each_login_whatever_the_login_pauses_reached() {
+        let mut now = Instant::now();
+        let mut c = core();
+        outputs(&mut c);
+        for _ in 0..3 {
+            c.handle_input(now, Input::ConnectFailed(ConnectError::NoStartTls));
+            let Some(Output::State(BreweryState::Lost { retry_in, .. })) = c.poll_output() else {
+                panic!()
+            };
+            now += retry_in;
+            c.handle_input(now, Input::Timeout);
+            outputs(&mut c);
+        }
+        c.handle_input(
+            now,
+            Input::Connected {
+                jid: "jigasi@auth.meet.jitsi/abc123".into(),
+            },
+        );
+        outputs(&mut c);
+        // After a restart the room is gone until Jicofo makes it again.
+        c.handle_input(
+            now,
+            Input::Inbound(Inbound::JoinFailed(JoinError::Other {
+                condition: "not-allowed".into(),
+                text: Some("Room creation is restricted".into()),
+            })),
+        );
+        assert!(matches!(
+            &outputs(&mut c)[..],
+            [Output::State(BreweryState::Lost { retry_in, .. })] if *retry_in == FIRST_RETRY
+        ));
+        // A stream lost before getting in goes on with the login pauses.
+        c.handle_input(now, Input::Disconnected(Disconnected::ClosedByServer));
+        assert!(matches!(
+            &outputs(&mut c)[..],
+            [Output::State(BreweryState::Lost { retry_in, .. })] if *retry_in == Duration::from_secs(8)
         ));
     }
 

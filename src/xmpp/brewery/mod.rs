@@ -284,9 +284,19 @@ impl<C: Connector> Driver<C> {
         loop {
             self.carry_out();
             let deadline = self.core.poll_timeout();
+            // Stats before the stream's events: a dial read after draining began must see it.
             let input = tokio::select! {
                 biased;
                 _ = stop.cancelled() => break,
+                changed = self.stats.changed(), if stats_open => match changed {
+                    Ok(()) => Input::Stats(self.stats.borrow_and_update().clone()),
+                    // Nobody will change them any more: the last ones stay.
+                    Err(_) => {
+                        stats_open = false;
+                        continue;
+                    }
+                },
+                Some((key, reply)) = self.answers.recv() => Input::Answer { key, reply },
                 result = connected(&mut self.connecting) => {
                     self.connecting = None;
                     match result {
@@ -305,15 +315,6 @@ impl<C: Connector> Driver<C> {
                         Input::Disconnected(reason)
                     }
                 },
-                changed = self.stats.changed(), if stats_open => match changed {
-                    Ok(()) => Input::Stats(self.stats.borrow_and_update().clone()),
-                    // Nobody will change them any more: the last ones stay.
-                    Err(_) => {
-                        stats_open = false;
-                        continue;
-                    }
-                },
-                Some((key, reply)) = self.answers.recv() => Input::Answer { key, reply },
                 _ = sleep_until(deadline) => Input::Timeout,
             };
             self.core.handle_input(Instant::now(), input);
