@@ -220,13 +220,11 @@ impl Jicofo {
     }
 
     async fn next_raw(&mut self) -> Result<Stanza> {
-        loop {
-            match self.client.next().await {
-                Some(Event::Stanza(stanza)) => return Ok(stanza),
-                Some(Event::Online { .. }) => bail!("the focus client reconnected"),
-                Some(Event::Disconnected(e)) => bail!("the focus client lost its stream: {e}"),
-                None => bail!("the focus client stopped"),
-            }
+        match self.client.next().await {
+            Some(Event::Stanza(stanza)) => Ok(stanza),
+            Some(Event::Online { .. }) => bail!("the focus client reconnected"),
+            Some(Event::Disconnected(e)) => bail!("the focus client lost its stream: {e}"),
+            None => bail!("the focus client stopped"),
         }
     }
 

@@ -62,13 +62,11 @@ impl Link for FakeLink {
             .map_err(|_| SendError::Closed)
     }
 
-    fn next(&mut self) -> impl Future<Output = Result<Inbound, Disconnected>> + Send {
-        async {
-            self.events
-                .recv()
-                .await
-                .unwrap_or(Err(Disconnected::Closed))
-        }
+    async fn next(&mut self) -> Result<Inbound, Disconnected> {
+        self.events
+            .recv()
+            .await
+            .unwrap_or(Err(Disconnected::Closed))
     }
 
     fn close(self) -> impl Future<Output = ()> + Send {
