@@ -27,7 +27,7 @@ use xmpp_parsers::jid::{FullJid, Jid};
 use xmpp_parsers::{ns, starttls};
 
 use super::error::ConnectError;
-use crate::config::{Host, Secret, XmppSettings};
+use crate::config::{Host, Secret, XmppServer, XmppSettings};
 
 /// How the stream is protected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -115,7 +115,17 @@ impl ConnectOptions {
     /// `xmpp.servers`; anonymous on `xmpp.domain`, or with `xmpp.enable_auth` the account
     /// `xmpp.user@xmpp.auth_domain` (anonymous on `xmpp.guest_domain` with `xmpp.enable_guests`).
     pub fn per_call(settings: &XmppSettings, tls: Tls) -> ConnectOptions {
-        let server = settings.servers.first();
+        Self::per_call_on(settings, settings.servers.first(), tls)
+    }
+
+    /// Per-call connections to a given server of `xmpp.servers` (`None`: `xmpp.domain` on
+    /// `xmpp.port`). A dial-out call goes to the server its Rayo request came through: that
+    /// server's shard holds the room.
+    pub fn per_call_on(
+        settings: &XmppSettings,
+        server: Option<&XmppServer>,
+        tls: Tls,
+    ) -> ConnectOptions {
         let login = match (settings.enable_auth, settings.enable_guests) {
             (false, _) => Login::Anonymous {
                 domain: settings.domain.as_str().to_string(),
@@ -135,6 +145,23 @@ impl ConnectOptions {
             port: server.map(|s| s.port).unwrap_or(settings.port),
             login,
             tls,
+            focus_jid: format!("focus.{}", settings.domain.as_str()),
+            focus_nick: settings.focus_resource.clone(),
+            timeouts: XmppTimeouts::default(),
+        }
+    }
+
+    /// The brewery (control) connection to `server`: always the account
+    /// `xmpp.user@xmpp.auth_domain`, over `xmpp.tls`.
+    pub fn brewery(settings: &XmppSettings, server: &XmppServer) -> ConnectOptions {
+        ConnectOptions {
+            host: server.host.clone(),
+            port: server.port,
+            login: Login::Password {
+                jid: settings.login_jid(),
+                password: settings.password.clone(),
+            },
+            tls: settings.tls.into(),
             focus_jid: format!("focus.{}", settings.domain.as_str()),
             focus_nick: settings.focus_resource.clone(),
             timeouts: XmppTimeouts::default(),

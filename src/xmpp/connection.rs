@@ -53,6 +53,15 @@ enum Command {
 #[derive(Debug)]
 enum Action {
     Join(JoinRequest),
+    JoinPlain {
+        room: RoomJid,
+        nick: String,
+        children: Vec<Element>,
+    },
+    SetPlainPresence {
+        room: RoomJid,
+        children: Vec<Element>,
+    },
     Status(Option<String>),
     AudioMuted(bool),
     Leave(RoomJid, Option<String>),
@@ -149,6 +158,34 @@ impl Connection {
     pub fn join(&self, request: JoinRequest) -> Result<(), SendError> {
         request.room.occupant(&request.nick)?;
         self.command(Action::Join(request))
+    }
+
+    /// Joins `room` as `nick` with a presence of `children` (and our caps) rather than a call's:
+    /// the brewery's. [`Inbound::SelfJoined`] or [`Inbound::JoinFailed`] follows.
+    pub(super) fn join_plain(
+        &self,
+        room: &RoomJid,
+        nick: &str,
+        children: Vec<Element>,
+    ) -> Result<(), SendError> {
+        room.occupant(nick)?;
+        self.command(Action::JoinPlain {
+            room: room.clone(),
+            nick: nick.to_string(),
+            children,
+        })
+    }
+
+    /// Replaces the children of our presence in a room joined with `join_plain`.
+    pub(super) fn set_plain_presence(
+        &self,
+        room: &RoomJid,
+        children: Vec<Element>,
+    ) -> Result<(), SendError> {
+        self.command(Action::SetPlainPresence {
+            room: room.clone(),
+            children,
+        })
     }
 
     /// Sets the `<status>` of our room presence (`Initializing Call`, `Connected`, …); every
@@ -366,6 +403,17 @@ impl Driver {
             // The nick was checked by Connection::join.
             Action::Join(request) => {
                 let _ = self.session.join(request);
+            }
+            // The nick was checked by Connection::join_plain.
+            Action::JoinPlain {
+                room,
+                nick,
+                children,
+            } => {
+                let _ = self.session.join_plain(room, nick, children);
+            }
+            Action::SetPlainPresence { room, children } => {
+                self.session.set_plain_presence(&room, children)
             }
             Action::Status(status) => self.session.set_status(status),
             Action::AudioMuted(muted) => self.session.set_audio_muted(muted),

@@ -1,5 +1,6 @@
 //! Connections to Prosody (wrapping tokio-xmpp): MUC join/leave/presence, IQ routing, the warm
-//! connection pool. See `docs/dial-in.md` for the contract with `call`.
+//! connection pool, the brewery and Rayo. See `docs/dial-in.md` and `docs/dial-out.md` for the
+//! contracts.
 //!
 //! One job per file:
 //!
@@ -13,6 +14,9 @@
 //!   connect     TCP / STARTTLS, SASL, binding (ConnectOptions from the settings)
 //!   connection  the tokio task around a session; never reconnects
 //!   pool        logged-in connections kept warm
+//!   rayo        Rayo dial / ref / hangup (dial-out requests)
+//!   brewery     the control connection: brewery room, load stats, Rayo dials; reconnects
+//!   backoff     pauses between failing attempts
 //!   error       errors at the module's edge
 //! ```
 //!
@@ -20,6 +24,8 @@
 //! (`Element`), which carries IQ payloads to `jingle` unchanged.
 
 mod address;
+mod backoff;
+mod brewery;
 mod connect;
 mod connection;
 mod disco;
@@ -27,10 +33,12 @@ mod error;
 mod inbound;
 mod muc;
 mod pool;
+pub mod rayo;
 mod session;
 mod stanzas;
 
 pub use address::{random_endpoint_nick, AddressError, RoomJid};
+pub use brewery::{Brewery, BreweryState, BreweryStats, RayoExpired, RayoRequest};
 pub use connect::{ConnectOptions, Login, Tls, XmppTimeouts};
 pub use connection::{Connection, PendingIq, SendError};
 pub use disco::{CAPS_NODE, FEATURES};
@@ -38,6 +46,7 @@ pub use error::{ConnectError, Disconnected, IqError};
 pub use inbound::Inbound;
 pub use muc::{JoinError, Occupant};
 pub use pool::{Pool, PoolStats};
+pub use rayo::{DialError, RayoDial};
 pub use stanzas::{
     conference_request, Direction, ErrorCondition, ErrorReply, IqKind, JoinRequest, Reply,
 };

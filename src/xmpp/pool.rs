@@ -10,6 +10,7 @@ use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use super::backoff::Backoff;
 use super::connect::ConnectOptions;
 use super::connection::Connection;
 use super::error::ConnectError;
@@ -199,7 +200,7 @@ impl<D: Dial> Drop for Core<D> {
 
 /// Keeps the idle list at `size`, one login at a time, pausing after failures.
 async fn refill<D: Dial>(shared: Arc<Shared<D>>, stop: CancellationToken) {
-    let mut retry = FIRST_RETRY;
+    let mut backoff = Backoff::new(FIRST_RETRY, LAST_RETRY);
     loop {
         if shared.prune() < shared.size {
             let dialed = tokio::select! {
@@ -213,16 +214,16 @@ async fn refill<D: Dial>(shared: Arc<Shared<D>>, stop: CancellationToken) {
                         .lock()
                         .unwrap_or_else(|e| e.into_inner())
                         .push_back(conn);
-                    retry = FIRST_RETRY;
+                    backoff.reset();
                 }
                 Err(error) => {
                     shared.count(|s| s.failed_logins += 1);
-                    tracing::warn!(%error, retry_in = ?retry, "xmpp pool: login failed");
+                    let pause = backoff.next_delay();
+                    tracing::warn!(%error, retry_in = ?pause, "xmpp pool: login failed");
                     tokio::select! {
-                        _ = tokio::time::sleep(retry) => {}
+                        _ = tokio::time::sleep(pause) => {}
                         _ = stop.cancelled() => break,
                     }
-                    retry = (retry * 2).min(LAST_RETRY);
                 }
             }
             continue;

@@ -17,8 +17,9 @@ use super::error::IqError;
 use super::inbound::{classify, Inbound};
 use super::muc::Rooms;
 use super::stanzas::{
-    condition_name, iq_reply, iq_request, join_presence, leave_presence, update_presence,
-    ErrorCondition, ErrorReply, IqKind, JoinRequest, PresenceState, Reply, NS_DISCO_INFO, NS_PING,
+    condition_name, iq_reply, iq_request, join_presence, leave_presence, plain_presence,
+    update_presence, ErrorCondition, ErrorReply, IqKind, JoinRequest, PresenceState, Reply,
+    NS_DISCO_INFO, NS_PING,
 };
 
 /// What an IQ request of ours comes to.
@@ -38,9 +39,34 @@ struct Pending {
 
 /// A room we are in or joining, with what our presence there says.
 #[derive(Debug)]
-struct RoomPresence {
-    request: JoinRequest,
-    state: PresenceState,
+enum RoomPresence {
+    /// A call's occupancy: the jigasi presence, of which status and mute change.
+    Call {
+        request: JoinRequest,
+        state: PresenceState,
+    },
+    /// Any other occupancy (the brewery): children replaced as a whole.
+    Plain {
+        room: RoomJid,
+        nick: String,
+        children: Vec<Element>,
+    },
+}
+
+impl RoomPresence {
+    fn room(&self) -> &RoomJid {
+        match self {
+            RoomPresence::Call { request, .. } => &request.room,
+            RoomPresence::Plain { room, .. } => room,
+        }
+    }
+
+    fn nick(&self) -> &str {
+        match self {
+            RoomPresence::Call { request, .. } => &request.nick,
+            RoomPresence::Plain { nick, .. } => nick,
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -94,9 +120,42 @@ impl Session {
         self.send(presence);
         self.rooms
             .joining(request.room.clone(), request.nick.clone());
-        self.presences.retain(|p| p.request.room != request.room);
-        self.presences.push(RoomPresence { request, state });
+        self.presences.retain(|p| p.room() != &request.room);
+        self.presences.push(RoomPresence::Call { request, state });
         Ok(())
+    }
+
+    /// Joins `room` with a presence of the given children (and our caps).
+    pub(super) fn join_plain(
+        &mut self,
+        room: RoomJid,
+        nick: String,
+        children: Vec<Element>,
+    ) -> Result<(), AddressError> {
+        let presence = plain_presence(&room, &nick, &children, &self.caps, true)?;
+        self.send(presence);
+        self.rooms.joining(room.clone(), nick.clone());
+        self.presences.retain(|p| p.room() != &room);
+        self.presences.push(RoomPresence::Plain {
+            room,
+            nick,
+            children,
+        });
+        Ok(())
+    }
+
+    /// Replaces the children of our presence in a room joined with [`Session::join_plain`].
+    pub(super) fn set_plain_presence(&mut self, room: &RoomJid, new: Vec<Element>) {
+        let Some(RoomPresence::Plain { nick, children, .. }) =
+            self.presences.iter_mut().find(|p| p.room() == room)
+        else {
+            return;
+        };
+        *children = new;
+        // The nick was checked when the join was built.
+        if let Ok(presence) = plain_presence(room, nick, children, &self.caps, false) {
+            self.out.push_back(Output::Send(presence));
+        }
     }
 
     /// Changes the `<status>` of our presence in every room we are in.
@@ -111,9 +170,12 @@ impl Session {
     fn update(&mut self, change: impl Fn(&mut PresenceState)) {
         let mut updates: Vec<Element> = Vec::new();
         for p in &mut self.presences {
-            change(&mut p.state);
+            let RoomPresence::Call { request, state } = p else {
+                continue;
+            };
+            change(state);
             // The nick was checked when the join was built.
-            if let Ok(presence) = update_presence(&p.request, &self.caps, &p.state) {
+            if let Ok(presence) = update_presence(request, &self.caps, state) {
                 updates.push(presence);
             }
         }
@@ -123,11 +185,11 @@ impl Session {
     }
 
     pub(super) fn leave(&mut self, room: &RoomJid, status: Option<&str>) {
-        let Some(index) = self.presences.iter().position(|p| &p.request.room == room) else {
+        let Some(index) = self.presences.iter().position(|p| p.room() == room) else {
             return;
         };
         let p = self.presences.remove(index);
-        if let Ok(presence) = leave_presence(room, &p.request.nick, status) {
+        if let Ok(presence) = leave_presence(room, p.nick(), status) {
             self.send(presence);
         }
         self.rooms.leaving(room);
@@ -195,7 +257,7 @@ impl Session {
                     // Out of that room: no more presence updates to it.
                     let rooms = &self.rooms;
                     self.presences
-                        .retain(|p| rooms.current().any(|(r, _)| r == &p.request.room));
+                        .retain(|p| rooms.current().any(|(r, _)| r == p.room()));
                 }
                 self.out.push_back(Output::Deliver(event));
             }
@@ -505,6 +567,45 @@ mod tests {
         let leave = sent(&mut s).remove(0);
         assert_eq!(leave.attr("type"), Some("unavailable"));
         s.set_status(Some("after".into()));
+        assert!(sent(&mut s).is_empty());
+    }
+
+    #[test]
+    fn plain_presence_joins_is_replaced_as_a_whole_and_is_left_on_close() {
+        let mut s = session();
+        let caps = Capabilities::sip_gateway().caps_element();
+        let brewery = RoomJid::parse("JigasiBrewery@internal-muc.meet.jitsi").unwrap();
+        let stats = |n: &str| {
+            xml(&format!(
+                r#"<stats xmlns="http://jitsi.org/protocol/colibri"><stat name="conferences" value="{n}"/></stats>"#
+            ))
+        };
+        s.join_plain(brewery.clone(), "r1".into(), vec![stats("0")])
+            .unwrap();
+        let mut join = xml(
+            r#"<presence xmlns="jabber:client" to="jigasibrewery@internal-muc.meet.jitsi/r1">
+                 <x xmlns="http://jabber.org/protocol/muc"/></presence>"#,
+        );
+        join.append_child(stats("0"));
+        join.append_child(caps.clone());
+        assert_eq!(sent(&mut s), vec![join]);
+        // A call's status does not touch it.
+        s.set_status(Some("Connected".into()));
+        assert!(sent(&mut s).is_empty());
+        s.set_plain_presence(&brewery, vec![stats("1")]);
+        let mut update = xml(
+            r#"<presence xmlns="jabber:client" to="jigasibrewery@internal-muc.meet.jitsi/r1"/>"#,
+        );
+        update.append_child(stats("1"));
+        update.append_child(caps);
+        assert_eq!(sent(&mut s), vec![update]);
+        s.leave_all();
+        assert_eq!(
+            sent(&mut s),
+            vec![xml(r#"<presence xmlns="jabber:client" type="unavailable"
+                             to="jigasibrewery@internal-muc.meet.jitsi/r1"/>"#)]
+        );
+        s.set_plain_presence(&brewery, vec![stats("2")]);
         assert!(sent(&mut s).is_empty());
     }
 

@@ -13,6 +13,7 @@ use xmpp_parsers::stanza_error::{DefinedCondition, ErrorType, StanzaError};
 
 use super::address::{AddressError, RoomJid};
 use super::disco::Capabilities;
+use super::rayo::NS_RAYO;
 
 pub(super) const NS_CLIENT: &str = "jabber:client";
 pub(super) const NS_STANZAS: &str = "urn:ietf:params:xml:ns:xmpp-stanzas";
@@ -24,11 +25,10 @@ pub(super) const NS_PING: &str = "urn:xmpp:ping";
 pub(super) const NS_JIGASI: &str = "http://jitsi.org/protocol/jigasi";
 pub(super) const NS_JITMEET: &str = "http://jitsi.org/jitmeet";
 pub(super) const NS_FOCUS: &str = "http://jitsi.org/protocol/focus";
-const NS_RAYO: &str = "urn:xmpp:rayo:1";
-const NS_COLIBRI: &str = "http://jitsi.org/protocol/colibri";
+pub(super) const NS_COLIBRI: &str = "http://jitsi.org/protocol/colibri";
 
 /// The value of the colibri `version` stat in room presence.
-const VERSION: &str = concat!("jitsi-sip-gateway ", env!("CARGO_PKG_VERSION"));
+pub(super) const VERSION: &str = concat!("jitsi-sip-gateway ", env!("CARGO_PKG_VERSION"));
 
 /// Which way the call goes; dial-out also carries the Rayo headers of the `<dial/>` request
 /// (e.g. `X-outbound-call-initiator-user`), repeated in the presence `<initiator>`.
@@ -156,6 +156,25 @@ fn initiator(direction: &Direction) -> Element {
 
 fn feature(var: &str) -> Element {
     el("feature", NS_CLIENT).attr(name("var"), var).build()
+}
+
+/// A room presence that is not a call's (the brewery's): the given children and our caps. With
+/// `join`, the MUC `<x>` that makes it a join; without, an update of a presence already there.
+pub(super) fn plain_presence(
+    room: &RoomJid,
+    nick: &str,
+    children: &[Element],
+    caps: &Capabilities,
+    join: bool,
+) -> Result<Element, AddressError> {
+    let to = room.occupant_jid(nick)?;
+    let muc = join.then(|| el("x", NS_MUC).build());
+    Ok(el("presence", NS_CLIENT)
+        .attr(name("to"), to.to_string())
+        .append_all(muc)
+        .append_all(children.iter().cloned())
+        .append(caps.caps_element())
+        .build())
 }
 
 /// Leaving the room, optionally with a last status (e.g. why the call ended).
