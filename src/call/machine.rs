@@ -1,8 +1,14 @@
 //! One call's decisions as a sans-IO state machine: SIP dialog, MUC occupancy, Jingle session and
 //! media in; commands for each of them out. It owns no socket, task or clock: the driver feeds it
 //! events and the current time, and carries out what it asks. Every rule of reference sections
-//! 1.1 and 1.13–1.15 (when to answer, which Reason, what a hangup tears down) lives here.
+//! 1.1 and 1.13–1.15 (when to answer, which Reason, what a hangup tears down) lives here; what is
+//! particular to a call the room places (Rayo dial-out, section 2) lives in `outbound`.
 
+mod outbound;
+
+pub use outbound::{Dial, RayoAnswer};
+
+use super::convert::{accept, conference_offer, local_answer, session_id};
 use crate::config::Settings;
 use crate::dialplan::{self, RouteError};
 use crate::jingle::{self, Action, AudioOffer, Condition, Element, JingleIq, SourceChange};
@@ -12,6 +18,7 @@ use crate::sip::Reason;
 use crate::xmpp::{
     self, ErrorCondition, ErrorReply, Inbound, JoinError, JoinRequest, Reply, RoomJid,
 };
+use outbound::{Outgoing, Phase};
 use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -48,6 +55,25 @@ pub enum Input {
     SipBye,
     /// The SIP dialog ended for another reason (no ACK, transport failure …).
     SipTerminated(String),
+    /// Dial-out: the callee's phone rings (180/183), with early media when a 183 carries SDP.
+    CalleeRinging {
+        early_sdp: Option<String>,
+    },
+    /// Dial-out: 200 OK with the callee's SDP answer (ACK already sent).
+    CalleeAnswered {
+        sdp: String,
+    },
+    /// Dial-out: a final failure response, or the INVITE could not be sent at all (then the
+    /// status is 503, as RFC 3261 §8.1.3.1 treats a transport failure).
+    CalleeFailed {
+        status: u16,
+        reason: String,
+    },
+    /// Dial-out: the room's dial can no longer be answered (it timed out, or the brewery's
+    /// connection went): nobody waits for this call any more.
+    RayoExpired(String),
+    /// The gateway is stopping without waiting for the call.
+    GatewayStopping,
     /// A logged-in XMPP connection is ready for this call.
     XmppReady,
     XmppUnavailable(String),
@@ -83,6 +109,8 @@ pub enum Output {
     Sip(SipCommand),
     Xmpp(XmppCommand),
     Media(MediaCommand),
+    /// Dial-out: the answer to the room's Rayo `<dial/>`, once.
+    Rayo(RayoAnswer),
     /// The call is over; nothing more will come out.
     Ended(EndSummary),
 }
@@ -101,6 +129,15 @@ pub enum SipCommand {
     Bye {
         reason: Option<Reason>,
     },
+    /// Dial-out: the INVITE, through the account's proxy.
+    Invite {
+        to: String,
+        /// Extra headers in order: the room header, `JigasiCallDirection: out`, the Rayo ones.
+        headers: Vec<(String, String)>,
+        sdp: String,
+    },
+    /// Dial-out: give up on the INVITE before its final response.
+    Cancel,
 }
 
 #[derive(Debug)]
@@ -187,9 +224,15 @@ enum State {
     Ended,
 }
 
+/// The phone side: a call that came in, or one the room asked us to place.
+enum Leg {
+    In(Invite),
+    Out(Box<Outgoing>),
+}
+
 pub struct Call {
     settings: Arc<Settings>,
-    invite: Invite,
+    leg: Leg,
     nick: String,
     room: Option<RoomJid>,
     password: Option<String>,
@@ -204,7 +247,11 @@ pub struct Call {
     xmpp_up: bool,
     joined: bool,
     media_running: bool,
-    deadline: Option<(Instant, Deadline)>,
+    /// What ending the call tells the focus, when not the default for who ended it.
+    terminate_condition: Option<Condition>,
+    /// Dial-out: why the callee is not coming, shown in the room until the call ends.
+    failure: Option<String>,
+    deadlines: Vec<(Instant, Deadline)>,
     /// Other occupants besides the focus, for the registry.
     others: Vec<String>,
     outputs: VecDeque<Output>,
@@ -215,15 +262,25 @@ enum Deadline {
     Join,
     Invite,
     MediaConnect,
+    /// Dial-out: the callee did not answer in time.
+    Ring,
+    /// Dial-out: a failure's status has been shown long enough.
+    Linger,
 }
 
 impl Call {
     /// A new call from an INVITE. A call that cannot go anywhere (no room, a hostile room name,
     /// no common codec, a broken offer) is refused here, before anything reaches XMPP.
     pub fn new(settings: Arc<Settings>, invite: Invite, nick: String, now: Instant) -> Call {
-        let mut call = Call {
+        let mut call = Call::with_leg(settings, Leg::In(invite), nick, now);
+        call.start();
+        call
+    }
+
+    fn with_leg(settings: Arc<Settings>, leg: Leg, nick: String, now: Instant) -> Call {
+        Call {
             settings,
-            invite,
+            leg,
             nick,
             room: None,
             password: None,
@@ -236,19 +293,20 @@ impl Call {
             xmpp_up: false,
             joined: false,
             media_running: false,
-            deadline: None,
+            terminate_condition: None,
+            failure: None,
+            deadlines: Vec::new(),
             others: Vec::new(),
             outputs: VecDeque::new(),
-        };
-        call.start();
-        call
+        }
     }
 
     fn start(&mut self) {
         let s = self.settings.clone();
+        let Leg::In(invite) = &self.leg else { return };
         let req = dialplan::Request {
-            room: self.invite.room_header.as_deref(),
-            password: self.invite.password_header.as_deref(),
+            room: invite.room_header.as_deref(),
+            password: invite.password_header.as_deref(),
         };
         let route = match dialplan::route(&req, &s.sip, &s.xmpp) {
             Ok(r) => r,
@@ -263,7 +321,7 @@ impl Call {
                 })
             }
         };
-        let offer = match self.invite.body.as_deref().map(SdpOffer::parse) {
+        let offer = match invite.body.as_deref().map(SdpOffer::parse) {
             None => Err(SdpError::NoAudio),
             Some(r) => r,
         };
@@ -274,7 +332,7 @@ impl Call {
                 return self.refuse(e.status_code(), &e.to_string());
             }
         };
-        tracing::info!(room = %room, via = ?route.via, codec = ?negotiated.codec, caller = %self.invite.caller, "invite");
+        tracing::info!(room = %room, via = ?route.via, codec = ?negotiated.codec, caller = %invite.caller, "invite");
         self.room = Some(room);
         self.password = route.password;
         self.negotiated = Some(negotiated);
@@ -310,6 +368,11 @@ impl Call {
         self.others.len()
     }
 
+    /// Media to the conference has connected at least once.
+    pub fn media_connected(&self) -> bool {
+        self.connected_at.is_some()
+    }
+
     pub fn is_ended(&self) -> bool {
         self.state == State::Ended
     }
@@ -319,7 +382,16 @@ impl Call {
     }
 
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.deadline.map(|(t, _)| t)
+        self.deadlines.iter().map(|(t, _)| *t).min()
+    }
+
+    fn set_deadline(&mut self, which: Deadline, at: Instant) {
+        self.clear_deadline(which);
+        self.deadlines.push((at, which));
+    }
+
+    fn clear_deadline(&mut self, which: Deadline) {
+        self.deadlines.retain(|(_, d)| *d != which);
     }
 
     pub fn handle_input(&mut self, now: Instant, input: Input) {
@@ -334,7 +406,11 @@ impl Call {
             }
             Input::SipBye => {
                 self.phone_gone = true;
-                self.end(now, EndedBy::Phone, None, "the caller hung up");
+                let who = match self.leg {
+                    Leg::In(_) => "the caller hung up",
+                    Leg::Out(_) => "the callee hung up",
+                };
+                self.end(now, EndedBy::Phone, None, who);
             }
             Input::SipTerminated(why) => {
                 self.phone_gone = true;
@@ -345,6 +421,19 @@ impl Call {
                     &format!("the SIP dialog ended: {why}"),
                 );
             }
+            Input::CalleeRinging { early_sdp } => self.on_callee_ringing(early_sdp),
+            Input::CalleeAnswered { sdp } => self.on_callee_answered(now, &sdp),
+            Input::CalleeFailed { status, reason } => self.on_callee_failed(now, status, &reason),
+            Input::RayoExpired(why) => {
+                tracing::warn!(error = %why, "the dial request expired");
+                self.end(now, EndedBy::Gateway, None, "the dial request expired");
+            }
+            Input::GatewayStopping => self.end(
+                now,
+                EndedBy::Gateway,
+                Some(503),
+                "the gateway is shutting down",
+            ),
             Input::XmppReady => self.on_xmpp_ready(now),
             Input::XmppUnavailable(why) => {
                 tracing::warn!(error = %why, "no XMPP connection for the call");
@@ -400,19 +489,29 @@ impl Call {
         };
         self.xmpp_up = true;
         let s = &self.settings.xmpp;
+        // Dial-out shows the dialled destination, as jigasi's `<nick>` does.
+        let (display_name, direction) = match &self.leg {
+            Leg::In(invite) => (invite.caller.clone(), xmpp::Direction::In),
+            Leg::Out(out) => (
+                out.dial.request.to.clone(),
+                xmpp::Direction::Out {
+                    headers: out.dial.request.headers.clone(),
+                },
+            ),
+        };
         let request = JoinRequest {
             room,
             nick: self.nick.clone(),
-            display_name: self.invite.caller.clone(),
+            display_name,
             password: self.password.clone(),
             region: s.region.clone(),
             stats_id: s.stats_id.clone(),
-            direction: xmpp::Direction::In,
+            direction,
         };
         let timeout = s.muc_join_timeout;
         self.push_xmpp(XmppCommand::Join { request });
         self.state = State::Joining;
-        self.deadline = Some((now + timeout, Deadline::Join));
+        self.set_deadline(Deadline::Join, now + timeout);
     }
 
     fn on_inbound(&mut self, now: Instant, inbound: Inbound) {
@@ -425,6 +524,7 @@ impl Call {
                     .map(|o| o.nick.clone())
                     .collect();
                 tracing::info!(occupants = self.others.len(), "joined muc");
+                self.answer_rayo();
                 self.push_xmpp(XmppCommand::Status("Initializing Call".into()));
                 self.await_offer(now);
             }
@@ -495,7 +595,29 @@ impl Call {
         }
     }
 
+    /// True when `from` is an occupant of our room (Rayo hangups come from the moderator's).
+    fn is_in_our_room(&self, from: &str) -> bool {
+        let Some(room) = &self.room else { return false };
+        from.split_once('/')
+            .is_some_and(|(bare, _)| bare.eq_ignore_ascii_case(&room.to_string()))
+    }
+
     fn on_iq_set(&mut self, now: Instant, from: String, id: String, payload: Element) {
+        if xmpp::rayo::is_hangup(&payload) {
+            if !self.is_in_our_room(&from) {
+                tracing::warn!("Rayo hangup from {from}, not an occupant of our room: refused");
+                return self.reply(&from, &id, Err(ErrorCondition::NotAllowed));
+            }
+            self.reply(&from, &id, Ok(()));
+            tracing::info!("Rayo hangup from {from}");
+            self.terminate_condition = Some(Condition::Success);
+            return self.end(
+                now,
+                EndedBy::Conference,
+                None,
+                "hung up from the conference",
+            );
+        }
         if payload.name() == "mute" {
             // Not advertised (audio-mute comes later): answer as jigasi does without it.
             return self.reply(&from, &id, Err(ErrorCondition::ItemNotFound));
@@ -602,23 +724,19 @@ impl Call {
         if restart {
             self.push_media(MediaCommand::RestartConference(conference));
         } else {
-            let Some(neg) = &self.negotiated else { return };
-            let phone = media::PhoneParams {
-                codec: match neg.codec {
-                    G711::Pcmu => media::G711::Pcmu,
-                    G711::Pcma => media::G711::Pcma,
+            // A dial-out's phone leg connects when the callee answers.
+            let phone = match &self.leg {
+                Leg::In(_) => match &self.negotiated {
+                    Some(neg) => Some(phone_params(neg)),
+                    None => return,
                 },
-                codec_pt: neg.codec_pt,
-                telephone_event_pt: neg.telephone_event_pt,
-                remote_rtp: neg.remote_rtp,
+                Leg::Out(_) => None,
             };
             self.media_running = true;
-            self.push_media(MediaCommand::Start {
-                phone: Some(phone),
-                conference,
-            });
+            self.push_media(MediaCommand::Start { phone, conference });
         }
-        self.deadline = Some((now + MEDIA_CONNECT_TIMEOUT, Deadline::MediaConnect));
+        self.clear_deadline(Deadline::Invite);
+        self.set_deadline(Deadline::MediaConnect, now + MEDIA_CONNECT_TIMEOUT);
         self.state = State::StartingMedia {
             sid: iq.sid,
             offer: Box::new(offer),
@@ -640,23 +758,18 @@ impl Call {
         else {
             return;
         };
-        if self.answered.is_none() && !self.phone_gone {
+        if let (Leg::In(invite), None, false) = (&self.leg, self.answered, self.phone_gone) {
             let Some(neg) = &self.negotiated else { return };
             let ip =
                 self.settings
                     .sip
                     .public_address
                     .unwrap_or(if phone_local.ip().is_unspecified() {
-                        self.invite.local_ip
+                        invite.local_ip
                     } else {
                         phone_local.ip()
                     });
-            let sdp = sdp::answer(
-                neg,
-                ip,
-                phone_local.port(),
-                session_id(&self.invite.call_id),
-            );
+            let sdp = sdp::answer(neg, ip, phone_local.port(), session_id(&invite.call_id));
             self.push_sip(SipCommand::Answer { sdp });
             self.answered = Some(now);
             tracing::info!(
@@ -685,6 +798,8 @@ impl Call {
             offer,
             connected: false,
         };
+        // jigasi's order for dial-out: the bridge leg accepted, then the INVITE.
+        self.place_call(now, phone_local);
     }
 
     fn on_media(&mut self, now: Instant, ev: MediaEvent) {
@@ -693,13 +808,16 @@ impl Call {
                 if let State::InSession { connected, .. } = &mut self.state {
                     if !*connected {
                         *connected = true;
-                        self.deadline = None;
+                        self.clear_deadline(Deadline::MediaConnect);
                         self.connected_at.get_or_insert(now);
                         tracing::info!(
                             after_ms = (now - self.started).as_millis() as u64,
                             "conference media connected"
                         );
-                        self.push_xmpp(XmppCommand::Status("Connected".into()));
+                        // A dial-out is "Connected" when the callee answers.
+                        if matches!(self.leg, Leg::In(_)) {
+                            self.push_xmpp(XmppCommand::Status("Connected".into()));
+                        }
                     }
                 }
             }
@@ -736,21 +854,29 @@ impl Call {
 
     fn await_offer(&mut self, now: Instant) {
         self.state = State::AwaitingOffer;
-        self.deadline = self
-            .settings
-            .call
-            .invite_timeout
-            .map(|t| (now + t, Deadline::Invite));
+        self.clear_deadline(Deadline::Join);
+        self.clear_deadline(Deadline::MediaConnect);
+        match self.settings.call.invite_timeout {
+            Some(t) => self.set_deadline(Deadline::Invite, now + t),
+            None => self.clear_deadline(Deadline::Invite),
+        }
     }
 
     fn on_timeout(&mut self, now: Instant) {
-        let Some((at, which)) = self.deadline else {
-            return;
-        };
-        if now < at {
-            return;
+        while let Some(i) = self
+            .deadlines
+            .iter()
+            .enumerate()
+            .filter(|(_, (at, _))| *at <= now)
+            .min_by_key(|(_, (at, _))| *at)
+            .map(|(i, _)| i)
+        {
+            let (_, which) = self.deadlines.remove(i);
+            self.on_deadline(now, which);
         }
-        self.deadline = None;
+    }
+
+    fn on_deadline(&mut self, now: Instant, which: Deadline) {
         match which {
             Deadline::Join => self.end(
                 now,
@@ -770,6 +896,8 @@ impl Call {
                 Some(408),
                 "media connection to the conference timed out",
             ),
+            Deadline::Ring => self.ring_timed_out(now),
+            Deadline::Linger => self.linger_over(now),
         }
     }
 
@@ -780,22 +908,17 @@ impl Call {
             return;
         }
         if !self.phone_gone {
-            let code = cause.unwrap_or(500);
-            let reason = Some(Reason::new(code, text));
-            if self.answered.is_some() {
-                self.push_sip(SipCommand::Bye { reason });
-            } else {
-                self.push_sip(SipCommand::Reject { code, reason });
-            }
+            self.hang_up_phone(cause, text);
             self.phone_gone = true;
         }
         if let Some(sid) = self.current_sid().map(str::to_owned) {
-            if self.joined && by != EndedBy::Conference {
-                let condition = if by == EndedBy::Phone {
-                    Condition::Success
-                } else {
-                    Condition::GeneralError
-                };
+            let condition = match (self.terminate_condition.take(), by) {
+                (Some(c), _) => Some(c),
+                (None, EndedBy::Conference) => None,
+                (None, EndedBy::Phone) => Some(Condition::Success),
+                (None, EndedBy::Gateway) => Some(Condition::GeneralError),
+            };
+            if let (true, Some(condition)) = (self.joined, condition) {
                 if let Some(room) = &self.room {
                     let to = format!("{}/{}", room, self.settings.xmpp.focus_resource);
                     let payload = jingle::session_terminate(&sid, condition, Some(text));
@@ -819,6 +942,26 @@ impl Call {
         self.finish(by, cause.filter(|_| by != EndedBy::Phone), text);
     }
 
+    /// Tells the phone the call is over: BYE once answered; before that, a final response to a
+    /// caller, a CANCEL to a callee. `cause: None` is a normal hangup (no Reason header).
+    fn hang_up_phone(&mut self, cause: Option<u16>, text: &str) {
+        let reason = cause.map(|code| Reason::new(code, text));
+        let cmd = match &self.leg {
+            Leg::In(_) if self.answered.is_some() => SipCommand::Bye { reason },
+            // jigasi refuses an unanswered call it gives up on with 486.
+            Leg::In(_) => SipCommand::Reject {
+                code: cause.unwrap_or(486),
+                reason,
+            },
+            Leg::Out(out) => match out.phase {
+                Phase::Answered => SipCommand::Bye { reason },
+                Phase::Inviting | Phase::Ringing => SipCommand::Cancel,
+                Phase::NotInvited | Phase::Failed => return,
+            },
+        };
+        self.push_sip(cmd);
+    }
+
     fn finish(&mut self, by: EndedBy, cause: Option<u16>, text: &str) {
         let summary = EndSummary {
             by,
@@ -828,8 +971,9 @@ impl Call {
             connected: self.connected_at.map(|t| t - self.started),
         };
         tracing::info!(by = ?by, cause = ?cause, reason = %text, "call ended");
+        self.refuse_rayo(text);
         self.state = State::Ended;
-        self.deadline = None;
+        self.deadlines.clear();
         self.outputs.push_back(Output::Ended(summary));
     }
 
@@ -858,111 +1002,14 @@ impl Call {
     }
 }
 
-/// session-accept, or for a transport-replace the same content as transport-accept (Jicofo takes
-/// either; transport-accept is the Jingle answer to transport-replace).
-fn accept(
-    sid: &str,
-    responder: &str,
-    local: &jingle::LocalAnswer,
-    offer: &AudioOffer,
-    replacing: bool,
-) -> Element {
-    let el = jingle::session_accept(sid, responder, local, offer);
-    if !replacing {
-        return el;
-    }
-    // Our own element always parses; keep session-accept in the impossible other case.
-    match JingleIq::parse(&el) {
-        Ok(mut iq) => {
-            iq.action = Action::TransportAccept;
-            iq.to_element()
-        }
-        Err(_) => el,
-    }
-}
-
-/// A stable SDP session id per call (RFC 4566 wants it unique; a hash of the Call-ID is).
-fn session_id(call_id: &str) -> u64 {
-    use std::hash::{Hash, Hasher};
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    call_id.hash(&mut h);
-    h.finish() >> 1
-}
-
-/// Jingle's offer in media's terms (UDP candidates of the RTP component: we bundle and mux).
-fn conference_offer(o: &AudioOffer) -> media::ConferenceOffer {
-    media::ConferenceOffer {
-        ufrag: o.ufrag.clone(),
-        pwd: o.pwd.clone(),
-        fingerprint: (o.fingerprint.hash.clone(), o.fingerprint.value.clone()),
-        candidates: o
-            .candidates
-            .iter()
-            .filter(|c| c.component == 1 && c.protocol == jingle::Protocol::Udp)
-            .map(|c| media::RemoteCandidate {
-                foundation: c.foundation.clone(),
-                component: c.component,
-                protocol: "udp".into(),
-                priority: c.priority,
-                ip: c.ip,
-                port: c.port,
-                kind: c.kind.as_str().into(),
-                related: c
-                    .rel_addr
-                    .zip(c.rel_port)
-                    .map(|(ip, port)| SocketAddr::new(ip, port)),
-            })
-            .collect(),
-        opus_pt: o.opus_pt,
-        telephone_event_pt: o.telephone_event_pt,
-        audio_level_ext: o.audio_level_ext,
-        sources: o
-            .sources
-            .iter()
-            .map(|s| (s.ssrc, s.endpoint.clone()))
-            .collect(),
-    }
-}
-
-/// Media's answer in Jingle's terms.
-fn local_answer(a: &ConferenceAnswer) -> jingle::LocalAnswer {
-    let (stream, track) = a
-        .msid
-        .split_once(' ')
-        .unwrap_or((a.msid.as_str(), a.msid.as_str()));
-    jingle::LocalAnswer {
-        ufrag: a.ufrag.clone(),
-        pwd: a.pwd.clone(),
-        fingerprint: jingle::LocalFingerprint {
-            hash: a.fingerprint.0.clone(),
-            value: a.fingerprint.1.clone(),
+fn phone_params(neg: &Negotiated) -> media::PhoneParams {
+    media::PhoneParams {
+        codec: match neg.codec {
+            G711::Pcmu => media::G711::Pcmu,
+            G711::Pcma => media::G711::Pcma,
         },
-        candidates: a
-            .candidates
-            .iter()
-            .enumerate()
-            .map(|(i, c)| jingle::Candidate {
-                component: c.component,
-                foundation: c.foundation.clone(),
-                generation: Some(0),
-                // XEP-0176 wants an id per candidate; jigasi sends one.
-                id: Some(format!("{}{}", a.ufrag, i)),
-                ip: c.ip,
-                network: Some(0),
-                port: c.port,
-                priority: c.priority,
-                protocol: jingle::Protocol::Udp,
-                kind: jingle::CandidateType::parse(&c.kind).unwrap_or(jingle::CandidateType::Host),
-                rel_addr: c.related.map(|r| r.ip()),
-                rel_port: c.related.map(|r| r.port()),
-                tcptype: None,
-            })
-            .collect(),
-        ssrc: a.ssrc,
-        cname: a.cname.clone(),
-        msid: jingle::Msid {
-            stream: stream.into(),
-            track: track.into(),
-        },
+        codec_pt: neg.codec_pt,
+        telephone_event_pt: neg.telephone_event_pt,
+        remote_rtp: neg.remote_rtp,
     }
 }

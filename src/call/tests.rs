@@ -12,9 +12,10 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-const ROOM: &str = "room1@conference.meet.example.com";
-const FOCUS: &str = "room1@conference.meet.example.com/focus";
-const OFFER: &str = include_str!("../../tests/fixtures/jingle/session-initiate-jigasi.xml");
+pub(super) const ROOM: &str = "room1@conference.meet.example.com";
+pub(super) const FOCUS: &str = "room1@conference.meet.example.com/focus";
+pub(super) const OFFER: &str =
+    include_str!("../../tests/fixtures/jingle/session-initiate-jigasi.xml");
 const SOURCE_ADD: &str = include_str!("../../tests/fixtures/jingle/source-add.xml");
 const SOURCE_REMOVE: &str = include_str!("../../tests/fixtures/jingle/source-remove.xml");
 const TERMINATE: &str = include_str!("../../tests/fixtures/jingle/session-terminate-success.xml");
@@ -23,7 +24,7 @@ const PCMU_OFFER: &str =
                           m=audio 40000 RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\n\
                           a=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-15\r\n";
 
-fn settings(env: &[(&str, &str)]) -> Arc<Settings> {
+pub(super) fn settings(env: &[(&str, &str)]) -> Arc<Settings> {
     let map: BTreeMap<String, String> = [("JIGASI_XMPP_PASSWORD", "x")]
         .iter()
         .chain(env)
@@ -118,7 +119,7 @@ impl Harness {
     }
 }
 
-fn focus() -> Occupant {
+pub(super) fn focus() -> Occupant {
     Occupant {
         nick: "focus".into(),
         jid: None,
@@ -128,7 +129,7 @@ fn focus() -> Occupant {
     }
 }
 
-fn occupant(nick: &str) -> Occupant {
+pub(super) fn occupant(nick: &str) -> Occupant {
     Occupant {
         nick: nick.into(),
         jid: None,
@@ -138,7 +139,7 @@ fn occupant(nick: &str) -> Occupant {
     }
 }
 
-fn answer() -> ConferenceAnswer {
+pub(super) fn answer() -> ConferenceAnswer {
     ConferenceAnswer {
         ufrag: "ourufrag".into(),
         pwd: "ourpasswordourpassword".into(),
@@ -159,11 +160,11 @@ fn answer() -> ConferenceAnswer {
     }
 }
 
-fn phone_local() -> SocketAddr {
+pub(super) fn phone_local() -> SocketAddr {
     SocketAddr::from(([192, 0, 2, 1], 20000))
 }
 
-fn sip(outs: &[Output]) -> Vec<SipCommand> {
+pub(super) fn sip(outs: &[Output]) -> Vec<SipCommand> {
     outs.iter()
         .filter_map(|o| {
             if let Output::Sip(c) = o {
@@ -175,7 +176,7 @@ fn sip(outs: &[Output]) -> Vec<SipCommand> {
         .collect()
 }
 
-fn xmpp(outs: &[Output]) -> Vec<&XmppCommand> {
+pub(super) fn xmpp(outs: &[Output]) -> Vec<&XmppCommand> {
     outs.iter()
         .filter_map(|o| {
             if let Output::Xmpp(c) = o {
@@ -187,7 +188,7 @@ fn xmpp(outs: &[Output]) -> Vec<&XmppCommand> {
         .collect()
 }
 
-fn media(outs: &[Output]) -> Vec<&MediaCommand> {
+pub(super) fn media(outs: &[Output]) -> Vec<&MediaCommand> {
     outs.iter()
         .filter_map(|o| {
             if let Output::Media(c) = o {
@@ -200,7 +201,7 @@ fn media(outs: &[Output]) -> Vec<&MediaCommand> {
 }
 
 /// The Jingle actions of the IQs sent, in order.
-fn jingle_sent(outs: &[Output]) -> Vec<(String, JingleIq)> {
+pub(super) fn jingle_sent(outs: &[Output]) -> Vec<(String, JingleIq)> {
     xmpp(outs)
         .into_iter()
         .filter_map(|c| match c {
@@ -212,7 +213,7 @@ fn jingle_sent(outs: &[Output]) -> Vec<(String, JingleIq)> {
         .collect()
 }
 
-fn ended(outs: &[Output]) -> Option<&EndSummary> {
+pub(super) fn ended(outs: &[Output]) -> Option<&EndSummary> {
     outs.iter().find_map(|o| {
         if let Output::Ended(s) = o {
             Some(s)
@@ -222,7 +223,7 @@ fn ended(outs: &[Output]) -> Option<&EndSummary> {
     })
 }
 
-fn reason(cause: u16, text: &str) -> Option<Reason> {
+pub(super) fn reason(cause: u16, text: &str) -> Option<Reason> {
     Some(Reason::new(cause, text))
 }
 
