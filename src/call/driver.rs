@@ -3,13 +3,14 @@
 //! [`Call`] machine and carries out its outputs. No decision is made here.
 
 use super::machine::{
-    Call, Input, Invite, IqPurpose, MediaCommand, Output, SipCommand, XmppCommand,
+    Call, Dial, Input, Invite, IqPurpose, MediaCommand, Output, RayoAnswer, XmppCommand,
 };
+use super::phone::Phone;
 use super::registry::Registry;
-use crate::config::Settings;
+use crate::config::{Settings, XmppServer};
 use crate::media::{self, MediaHandle};
-use crate::sip::{DialogEvent, IncomingCall};
-use crate::xmpp::{self, Connection, IqKind, PendingIq, Pool};
+use crate::sip::{IncomingCall, SipServer};
+use crate::xmpp::{self, ConnectOptions, Connection, IqKind, PendingIq, Pool, RayoRequest};
 use futures::stream::FuturesUnordered;
 use futures::StreamExt;
 use std::net::{IpAddr, SocketAddr};
@@ -21,9 +22,13 @@ use tracing::Instrument;
 /// What every call needs from the process.
 pub struct CallContext {
     pub settings: Arc<Settings>,
+    /// Warm connections to the first of `xmpp.servers`.
     pub pool: Arc<Pool>,
     pub registry: Arc<Registry>,
     pub media: media::MediaConfig,
+    pub sip: Arc<SipServer>,
+    /// Turns true when the gateway stops without waiting for calls to end.
+    pub hangup: tokio::sync::watch::Receiver<bool>,
 }
 
 type IqFuture = Pin<Box<dyn std::future::Future<Output = (IqPurpose, Option<String>)> + Send>>;
@@ -32,38 +37,71 @@ type IqFuture = Pin<Box<dyn std::future::Future<Output = (IqPurpose, Option<Stri
 pub async fn run(ctx: Arc<CallContext>, incoming: IncomingCall) {
     let nick = xmpp::random_endpoint_nick();
     let span = tracing::info_span!("call", call_id = %incoming.call_id, room = tracing::field::Empty, nick = %nick);
-    drive(ctx, incoming, nick).instrument(span).await
+    async move {
+        let IncomingCall {
+            call_id,
+            from,
+            headers,
+            body,
+            remote,
+            dialog,
+            events,
+            ..
+        } = incoming;
+        let s = &ctx.settings.sip;
+        let invite = Invite {
+            call_id: call_id.clone(),
+            caller: from
+                .display_name
+                .clone()
+                .filter(|d| !d.is_empty())
+                .or(from.user.clone())
+                .unwrap_or_else(|| "phone".into()),
+            room_header: headers.get(s.room_header.as_str()).map(str::to_owned),
+            password_header: headers
+                .get(s.room_password_header.as_str())
+                .map(str::to_owned),
+            body,
+            local_ip: local_ip_toward(s.listen, remote),
+        };
+        let call = Call::new(ctx.settings.clone(), invite, nick, Instant::now());
+        let phone = Phone::incoming(dialog, events);
+        drive(&ctx, &call_id, call, phone, None, None).await
+    }
+    .instrument(span)
+    .await
 }
 
-async fn drive(ctx: Arc<CallContext>, incoming: IncomingCall, nick: String) {
-    let IncomingCall {
-        call_id,
-        from,
-        headers,
-        body,
-        remote,
-        dialog,
-        mut events,
-        ..
-    } = incoming;
-    let s = &ctx.settings.sip;
-    let invite = Invite {
-        call_id: call_id.clone(),
-        caller: from
-            .display_name
-            .clone()
-            .filter(|d| !d.is_empty())
-            .or(from.user.clone())
-            .unwrap_or_else(|| "phone".into()),
-        room_header: headers.get(s.room_header.as_str()).map(str::to_owned),
-        password_header: headers
-            .get(s.room_password_header.as_str())
-            .map(str::to_owned),
-        body,
-        local_ip: local_ip_toward(s.listen, remote),
-    };
-    let registration = ctx.registry.register(&call_id);
-    let mut call = Call::new(ctx.settings.clone(), invite, nick, Instant::now());
+/// Runs one call the room asked for (a Rayo dial the brewery took) to its end; the dial is
+/// answered from here.
+pub async fn run_outbound(ctx: Arc<CallContext>, request: RayoRequest) {
+    let nick = xmpp::random_endpoint_nick();
+    // The SIP Call-ID comes with the INVITE; until then the nick names the call.
+    let id = format!("dial-{nick}");
+    let span = tracing::info_span!("call", call_id = %id, room = %request.dial.room, nick = %nick, to = %request.dial.to);
+    async move {
+        let dial = Dial {
+            request: request.dial.clone(),
+            id: id.clone(),
+        };
+        let server = request.server.clone();
+        let call = Call::outbound(ctx.settings.clone(), dial, nick, Instant::now());
+        let phone = Phone::outgoing(ctx.sip.clone());
+        drive(&ctx, &id, call, phone, Some(request), Some(server)).await
+    }
+    .instrument(span)
+    .await
+}
+
+async fn drive(
+    ctx: &CallContext,
+    call_id: &str,
+    mut call: Call,
+    mut phone: Phone,
+    mut rayo: Option<RayoRequest>,
+    server: Option<XmppServer>,
+) {
+    let registration = ctx.registry.register(call_id);
     if let Some(room) = call.room() {
         tracing::Span::current().record("room", tracing::field::display(room));
         registration.update(|c| c.room = Some(room.to_string()));
@@ -71,18 +109,20 @@ async fn drive(ctx: Arc<CallContext>, incoming: IncomingCall, nick: String) {
     let mut xmpp: Option<Connection> = None;
     let mut media: Option<MediaHandle> = None;
     let mut iqs: FuturesUnordered<IqFuture> = FuturesUnordered::new();
-    let mut sip_open = true;
+    let mut counted_media = false;
+    let mut hangup = ctx.hangup.clone();
+    let mut told_to_stop = false;
 
     loop {
         // Carry out everything the machine asked for; some of it produces inputs at once.
         while let Some(out) = call.poll_output() {
             let input = match out {
-                Output::Sip(cmd) => {
-                    exec_sip(&dialog, cmd).await;
-                    None
+                Output::Sip(cmd) => phone.exec(cmd).await,
+                Output::Xmpp(cmd) => {
+                    exec_xmpp(ctx, server.as_ref(), &mut xmpp, &mut iqs, cmd).await
                 }
-                Output::Xmpp(cmd) => exec_xmpp(&ctx, &mut xmpp, &mut iqs, cmd).await,
-                Output::Media(cmd) => exec_media(&ctx, &mut media, cmd).await,
+                Output::Media(cmd) => exec_media(ctx, &mut media, cmd).await,
+                Output::Rayo(answer) => answer_rayo(&mut rayo, answer),
                 Output::Ended(summary) => {
                     tracing::debug!(?summary, "call summary");
                     None
@@ -91,6 +131,10 @@ async fn drive(ctx: Arc<CallContext>, incoming: IncomingCall, nick: String) {
             if let Some(input) = input {
                 call.handle_input(Instant::now(), input);
             }
+        }
+        if call.media_connected() && !counted_media {
+            counted_media = true;
+            registration.media_connected();
         }
         registration.update(|c| {
             c.others_in_room = call.others_in_room();
@@ -101,14 +145,7 @@ async fn drive(ctx: Arc<CallContext>, incoming: IncomingCall, nick: String) {
         }
         let deadline = call.poll_timeout().map(tokio::time::Instant::from_std);
         let input = tokio::select! {
-            ev = events.recv(), if sip_open => match ev {
-                Some(DialogEvent::Acked) => Input::SipAcked,
-                Some(DialogEvent::Cancelled) => Input::SipCancelled,
-                Some(DialogEvent::Bye) => Input::SipBye,
-                Some(DialogEvent::Info { .. }) | Some(DialogEvent::Renegotiated(_)) => continue,
-                Some(DialogEvent::Terminated { why }) => Input::SipTerminated(why),
-                None => { sip_open = false; Input::SipTerminated("the SIP dialog is gone".into()) }
-            },
+            Some(input) = phone.next() => input,
             ev = async { xmpp.as_mut().expect("guarded").next().await }, if xmpp.is_some() => match ev {
                 Ok(inbound) => Input::Xmpp(inbound),
                 Err(lost) => { xmpp = None; Input::XmppLost(lost.to_string()) }
@@ -119,6 +156,10 @@ async fn drive(ctx: Arc<CallContext>, incoming: IncomingCall, nick: String) {
             },
             Some((what, error)) = iqs.next(), if !iqs.is_empty() => Input::IqAnswered { what, error },
             _ = sleep_until(deadline), if deadline.is_some() => Input::Timeout,
+            _ = hangup.wait_for(|stop| *stop), if !told_to_stop => {
+                told_to_stop = true;
+                Input::GatewayStopping
+            }
         };
         call.handle_input(Instant::now(), input);
     }
@@ -132,6 +173,17 @@ async fn drive(ctx: Arc<CallContext>, incoming: IncomingCall, nick: String) {
     drop(registration);
 }
 
+/// Answers the room's dial; a dial that can no longer be answered (it timed out, or the
+/// brewery's connection went) means nobody waits for this call any more.
+fn answer_rayo(rayo: &mut Option<RayoRequest>, answer: RayoAnswer) -> Option<Input> {
+    let request = rayo.take()?;
+    let sent = match answer {
+        RayoAnswer::Ref(uri) => request.accept(uri),
+        RayoAnswer::Error { condition, text } => request.reject(condition, &text),
+    };
+    sent.err().map(|e| Input::RayoExpired(e.to_string()))
+}
+
 async fn sleep_until(deadline: Option<tokio::time::Instant>) {
     match deadline {
         Some(d) => tokio::time::sleep_until(d).await,
@@ -139,26 +191,15 @@ async fn sleep_until(deadline: Option<tokio::time::Instant>) {
     }
 }
 
-async fn exec_sip(dialog: &crate::sip::SipDialog, cmd: SipCommand) {
-    let result = match cmd {
-        SipCommand::Ring => dialog.ring(),
-        SipCommand::Answer { sdp } => dialog.answer(sdp),
-        SipCommand::Reject { code, reason } => dialog.reject(code, reason),
-        SipCommand::Bye { reason } => dialog.bye(reason).await,
-    };
-    if let Err(e) = result {
-        tracing::warn!(error = %e, "SIP command failed");
-    }
-}
-
 async fn exec_xmpp(
     ctx: &CallContext,
+    server: Option<&XmppServer>,
     xmpp: &mut Option<Connection>,
     iqs: &mut FuturesUnordered<IqFuture>,
     cmd: XmppCommand,
 ) -> Option<Input> {
     match cmd {
-        XmppCommand::Connect => match ctx.pool.take().await {
+        XmppCommand::Connect => match connect(ctx, server).await {
             Ok(conn) => {
                 *xmpp = Some(conn);
                 Some(Input::XmppReady)
@@ -192,6 +233,21 @@ async fn exec_xmpp(
             };
             result.err().map(|e| Input::XmppLost(e.to_string()))
         }
+    }
+}
+
+/// A logged-in connection: warm from the pool for the first server, else a new login to the
+/// server a dial came through (its shard holds the room).
+async fn connect(
+    ctx: &CallContext,
+    server: Option<&XmppServer>,
+) -> Result<Connection, xmpp::ConnectError> {
+    let s = &ctx.settings.xmpp;
+    match server {
+        Some(server) if s.servers.first() != Some(server) => {
+            Connection::connect(&ConnectOptions::per_call_on(s, Some(server), s.tls.into())).await
+        }
+        _ => ctx.pool.take().await,
     }
 }
 

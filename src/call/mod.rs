@@ -1,16 +1,20 @@
 //! One call's state machine (SIP dialog + MUC occupancy + Jingle session + media), its driver and
 //! the call registry.
 
+mod convert;
 mod driver;
 mod machine;
+mod phone;
 mod registry;
 
 #[cfg(test)]
+mod outbound_tests;
+#[cfg(test)]
 mod tests;
 
-pub use driver::{run, CallContext};
+pub use driver::{run, run_outbound, CallContext};
 pub use machine::{
-    Call, EndSummary, EndedBy, Input, Invite, IqPurpose, MediaCommand, Output, SipCommand,
-    XmppCommand,
+    Call, Dial, EndSummary, EndedBy, Input, Invite, IqPurpose, MediaCommand, Output, RayoAnswer,
+    SipCommand, XmppCommand,
 };
-pub use registry::{CallInfo, Registration, Registry, Snapshot};
+pub use registry::{CallInfo, Load, Registration, Registry, Snapshot};

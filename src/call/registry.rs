@@ -1,8 +1,10 @@
-//! The live calls of this process: what the API reports and what a drain waits for.
+//! The live calls of this process: what the API reports, what the brewery publishes as load,
+//! and what a drain waits for.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
+use tokio::sync::watch;
 
 /// One live call as the registry sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -15,12 +17,34 @@ pub struct CallInfo {
     pub state: &'static str,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Registry {
     calls: Mutex<HashMap<u64, CallInfo>>,
     next_id: AtomicU64,
     total: AtomicU64,
     total_with_media: AtomicU64,
+    /// The load as of the last change, for whoever publishes it (the brewery presence).
+    load: watch::Sender<Load>,
+}
+
+impl Default for Registry {
+    fn default() -> Registry {
+        Registry {
+            calls: Mutex::default(),
+            next_id: AtomicU64::default(),
+            total: AtomicU64::default(),
+            total_with_media: AtomicU64::default(),
+            load: watch::channel(Load::default()).0,
+        }
+    }
+}
+
+/// What Jicofo balances on: rooms with calls of ours and the people in them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Load {
+    pub conferences: usize,
+    pub participants: usize,
+    pub calls: usize,
 }
 
 /// Figures in jigasi's terms (`/about/stats`).
@@ -55,7 +79,24 @@ impl Registry {
                 state: "new",
             },
         );
+        self.publish();
         Registration { registry: self, id }
+    }
+
+    /// The load now and at every change.
+    pub fn load(&self) -> watch::Receiver<Load> {
+        self.load.subscribe()
+    }
+
+    fn publish(&self) {
+        let s = self.snapshot();
+        let load = Load {
+            conferences: s.conferences,
+            participants: s.participants,
+            calls: s.calls,
+        };
+        self.load
+            .send_if_modified(|l| std::mem::replace(l, load) != load);
     }
 
     pub fn snapshot(&self) -> Snapshot {
@@ -94,8 +135,16 @@ impl Registry {
 
 impl Registration<'_> {
     pub fn update(&self, f: impl FnOnce(&mut CallInfo)) {
-        if let Some(info) = self.registry.lock().get_mut(&self.id) {
-            f(info);
+        let changed = match self.registry.lock().get_mut(&self.id) {
+            Some(info) => {
+                let before = info.clone();
+                f(info);
+                *info != before
+            }
+            None => false,
+        };
+        if changed {
+            self.registry.publish();
         }
     }
 
@@ -109,6 +158,7 @@ impl Registration<'_> {
 impl Drop for Registration<'_> {
     fn drop(&mut self) {
         self.registry.lock().remove(&self.id);
+        self.registry.publish();
     }
 }
 
@@ -135,5 +185,27 @@ mod tests {
             (s.conferences, s.participants, s.calls, s.total_calls),
             (0, 0, 0, 2)
         );
+    }
+
+    #[test]
+    fn the_load_is_published_when_it_changes_and_only_then() {
+        let reg = Registry::default();
+        let mut load = reg.load();
+        let a = reg.register("a");
+        assert!(load.has_changed().unwrap());
+        assert_eq!(load.borrow_and_update().calls, 1);
+        a.update(|c| (c.room, c.others_in_room) = (Some("r1".into()), 2));
+        assert_eq!(
+            *load.borrow_and_update(),
+            Load {
+                conferences: 1,
+                participants: 3,
+                calls: 1
+            }
+        );
+        a.update(|c| c.state = "live");
+        assert!(!load.has_changed().unwrap(), "the state is not load");
+        drop(a);
+        assert_eq!(*load.borrow_and_update(), Load::default());
     }
 }
