@@ -11,14 +11,16 @@
 //!   dialplan (number → room / IVR / reject)         uses: config
 //!   call     (one call's state machine, registry)   uses: sip, xmpp, jingle, media, dialplan, config
 //!   api      (HTTP health, stats, metrics, drain)   uses: call, config
+//!   gateway  (starts them, takes calls, drains)     uses: all of the above
 //! ```
 //!
-//! `main.rs` only wires them together.
+//! `main.rs` parses the command line and runs `gateway`.
 
 pub mod api;
 pub mod call;
 pub mod config;
 pub mod dialplan;
+pub mod gateway;
 pub mod jingle;
 pub mod logging;
 pub mod media;

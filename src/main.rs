@@ -1,11 +1,11 @@
 //! The `jitsi-sip-gateway` binary: parse flags, load the configuration, start the modules, wait
 //! for a signal.
 
+use anyhow::Context;
 use clap::{Parser, Subcommand};
 use jitsi_sip_gateway::config::{self, ConfigInput, FlagValue};
-use jitsi_sip_gateway::{api, call, logging, media, sip, xmpp};
+use jitsi_sip_gateway::{gateway, logging, media};
 use std::collections::BTreeMap;
-use std::net::IpAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -165,7 +165,11 @@ fn run(loaded: config::Loaded) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(serve(settings)) {
+    let served = runtime.block_on(async {
+        let signals = stop_signals().context("installing the signal handlers")?;
+        gateway::serve(settings, signals).await
+    });
+    match served {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = %format!("{e:#}"), "the gateway stopped");
@@ -174,129 +178,23 @@ fn run(loaded: config::Loaded) -> ExitCode {
     }
 }
 
-/// Starts the modules, takes calls until a stop signal, then ends them.
-async fn serve(settings: Arc<config::Settings>) -> anyhow::Result<()> {
-    use anyhow::Context;
-    let xmpp_server = settings
-        .xmpp
-        .servers
-        .first()
-        .context("no XMPP server configured")?;
-    let advertise = advertise_ip(
-        settings.media.bind_ip,
-        &xmpp_server.host.to_string(),
-        xmpp_server.port,
-    )
-    .await;
-    let media = media::MediaConfig::new(settings.media.clone(), settings.media.bind_ip, advertise)
-        .context("media settings")?;
-    let pool = Arc::new(xmpp::Pool::start(
-        xmpp::ConnectOptions::per_call(&settings.xmpp, settings.xmpp.tls.into()),
-        settings.xmpp.pool_size,
-    ));
-    let (sip_server, mut incoming) = sip::SipServer::start(&settings.sip)
-        .await
-        .context("starting SIP")?;
-    let registry = Arc::new(call::Registry::default());
-    let (api_addr, api) = api::bind(
-        settings.api.bind_addr(),
-        api::ApiState {
-            registry: registry.clone(),
-            xmpp_idle: {
-                let pool = pool.clone();
-                Arc::new(move || pool.stats().idle)
-            },
-        },
-    )
-    .await
-    .context("starting the HTTP API")?;
-    let api = tokio::spawn(api);
-    // Installed before "ready" is announced: a supervisor may signal as soon as it reads it.
-    let stop = stop_signals().context("installing the signal handlers")?;
-    let sip_addrs: Vec<String> = sip_server
-        .local_addrs()
-        .iter()
-        .map(|(t, a)| format!("{t}:{a}"))
-        .collect();
-    tracing::info!(
-        version = env!("CARGO_PKG_VERSION"),
-        sip = ?sip_addrs,
-        api = %api_addr,
-        media_ip = %advertise,
-        xmpp = %format!("{}:{}", xmpp_server.host, xmpp_server.port),
-        "gateway ready"
-    );
-
-    let ctx = Arc::new(call::CallContext {
-        settings: settings.clone(),
-        pool: pool.clone(),
-        registry,
-        media,
-    });
-    let mut calls = tokio::task::JoinSet::new();
-    tokio::pin!(stop);
-    loop {
-        tokio::select! {
-            next = incoming.recv() => match next {
-                Some(call) => {
-                    calls.spawn(call::run(ctx.clone(), call));
-                }
-                None => anyhow::bail!("the SIP server stopped"),
-            },
-            Some(done) = calls.join_next(), if !calls.is_empty() => {
-                if let Err(e) = done {
-                    tracing::error!(error = %e, "a call task failed");
-                }
-            }
-            signal = &mut stop => {
-                match signal {
-                    Ok(signal) => tracing::info!(signal, calls = calls.len(), "stopping"),
-                    Err(e) => tracing::error!(error = %e, "cannot wait for signals; stopping"),
-                }
-                break;
-            }
-        }
-    }
-    // Graceful draining arrives with the operations work; for now the calls end at once (each
-    // dropped dialog hangs up its phone).
-    calls.shutdown().await;
-    sip_server.shutdown().await;
-    drop(ctx);
-    if let Ok(pool) = Arc::try_unwrap(pool) {
-        pool.shutdown().await;
-    }
-    api.abort();
-    Ok(())
-}
-
-/// The address to advertise for media: the bind address when it is a specific one, else the
-/// address the route toward the XMPP server (where the bridges usually are) leaves from.
-async fn advertise_ip(bind: IpAddr, xmpp_host: &str, xmpp_port: u16) -> IpAddr {
-    if !bind.is_unspecified() {
-        return bind;
-    }
-    let target = tokio::net::lookup_host((xmpp_host, xmpp_port))
-        .await
-        .ok()
-        .and_then(|mut addrs| addrs.next());
-    let routed = target.and_then(|t| {
-        let s = std::net::UdpSocket::bind((bind, 0)).ok()?;
-        s.connect(t).ok()?;
-        s.local_addr().ok().map(|a| a.ip())
-    });
-    routed.unwrap_or(IpAddr::from([127, 0, 0, 1]))
-}
-
-/// Registers SIGTERM and SIGINT now; the returned future resolves with the first to arrive.
-fn stop_signals(
-) -> std::io::Result<impl std::future::Future<Output = std::io::Result<&'static str>>> {
+/// Forwards every SIGTERM and SIGINT, registered now: a supervisor may signal as soon as it
+/// reads "gateway ready".
+fn stop_signals() -> std::io::Result<tokio::sync::mpsc::UnboundedReceiver<&'static str>> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
-    Ok(async move {
-        tokio::select! {
-            _ = term.recv() => Ok("SIGTERM"),
-            _ = int.recv() => Ok("SIGINT"),
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        loop {
+            let name = tokio::select! {
+                _ = term.recv() => "SIGTERM",
+                _ = int.recv() => "SIGINT",
+            };
+            if tx.send(name).is_err() {
+                break;
+            }
         }
-    })
+    });
+    Ok(rx)
 }

@@ -19,6 +19,10 @@ const ALLOWED: &[(&str, &[&str])] = &[
         &["sip", "xmpp", "jingle", "media", "dialplan", "config"],
     ),
     ("api", &["call", "config"]),
+    (
+        "gateway",
+        &["api", "call", "config", "media", "sip", "xmpp"],
+    ),
 ];
 
 /// third-party crate → the modules allowed to name it.
