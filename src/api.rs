@@ -1,9 +1,11 @@
 //! HTTP API on `api.host:api.port`. For now what the lab and a first operator need: jigasi's
-//! `/about/stats` figures and `/debug/resources` (tasks and sockets, to see that calls leave
-//! nothing behind). Health, metrics and drain arrive with the operations work.
+//! `/about/stats` figures, `/about/health` (brewery and SIP registration) and `/debug/resources`
+//! (tasks and sockets, to see that calls leave nothing behind). Metrics and the drain control
+//! arrive with the operations work.
 
 use crate::call::Registry;
 use axum::extract::State;
+use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::{json, Value};
@@ -15,6 +17,17 @@ pub struct ApiState {
     pub registry: Arc<Registry>,
     /// Logged-in XMPP connections waiting for calls (the warm pool).
     pub xmpp_idle: Arc<dyn Fn() -> usize + Send + Sync>,
+    /// What stands in the way of taking calls, asked afresh on each request.
+    pub health: Arc<dyn Fn() -> HealthReport + Send + Sync>,
+    /// Whether the gateway is draining (jigasi's `graceful_shutdown`).
+    pub draining: Arc<dyn Fn() -> bool + Send + Sync>,
+}
+
+/// The gateway's health: healthy when `problems` is empty; `detail` is added to the answer.
+#[derive(Debug, Clone)]
+pub struct HealthReport {
+    pub problems: Vec<String>,
+    pub detail: Value,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -36,6 +49,7 @@ pub async fn bind(
         .map_err(|source| ApiError::Bind { addr, source })?;
     let local = listener.local_addr().unwrap_or(addr);
     let app = Router::new()
+        .route("/about/health", get(health))
         .route("/about/stats", get(stats))
         .route("/debug/resources", get(resources))
         .with_state(state);
@@ -54,8 +68,24 @@ async fn stats(State(state): State<ApiState>) -> Json<Value> {
         "participants": s.participants,
         "total_calls": s.total_calls,
         "total_calls_with_connected_media": s.total_calls_with_connected_media,
-        "graceful_shutdown": false,
+        "graceful_shutdown": (state.draining)(),
     }))
+}
+
+/// 200 when nothing is wrong, else 500; the body names each problem either way.
+async fn health(State(state): State<ApiState>) -> (StatusCode, Json<Value>) {
+    let report = (state.health)();
+    let healthy = report.problems.is_empty();
+    let mut body = json!({ "healthy": healthy, "problems": report.problems });
+    if let (Value::Object(body), Value::Object(detail)) = (&mut body, report.detail) {
+        body.extend(detail);
+    }
+    let status = if healthy {
+        StatusCode::OK
+    } else {
+        StatusCode::INTERNAL_SERVER_ERROR
+    };
+    (status, Json(body))
 }
 
 async fn resources(State(state): State<ApiState>) -> Json<Value> {

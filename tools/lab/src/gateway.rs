@@ -148,6 +148,43 @@ impl Gateway {
         serde_json::from_str(&body).with_context(|| format!("GET {path}: not JSON: {body}"))
     }
 
+    /// `GET` on the gateway's HTTP API whatever the status: the status and the JSON body.
+    pub fn api_status(&self, path: &str) -> Result<(u16, Value)> {
+        let (status, body) = http::get(self.api_port, path)?;
+        let json = serde_json::from_str(&body)
+            .with_context(|| format!("GET {path} → {status}: not JSON: {body}"))?;
+        Ok((status, json))
+    }
+
+    /// Polls `/about/health` until its status is `status` (200 or 500); returns the last body.
+    pub fn wait_health(&mut self, status: u16, timeout: Duration) -> Result<Value> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let (now, body) = self.api_status("/about/health")?;
+            if now == status {
+                return Ok(body);
+            }
+            self.proc.check_alive()?;
+            if Instant::now() > deadline {
+                bail!("/about/health still {now} after {timeout:?}, not {status}: {body}");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// SIGTERM without waiting: the first one drains, a second ends the calls.
+    pub fn signal_term(&self) {
+        // SAFETY: plain syscall on our child's pid.
+        unsafe {
+            libc::kill(self.pid() as i32, libc::SIGTERM);
+        }
+    }
+
+    /// Waits for the process to exit on its own; its exit status.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Result<ExitStatus> {
+        self.proc.wait_exit(timeout)
+    }
+
     /// The process's open sockets, counted from /proc (what a leak would grow).
     pub fn open_sockets(&self) -> Result<usize> {
         let mut n = 0;
@@ -161,10 +198,7 @@ impl Gateway {
 
     /// SIGTERM, and the exit status (the gateway should exit 0 on its own).
     pub fn stop(&mut self) -> Result<ExitStatus> {
-        // SAFETY: plain syscall on our child's pid.
-        unsafe {
-            libc::kill(self.pid() as i32, libc::SIGTERM);
-        }
+        self.signal_term();
         let status = self.proc.wait_exit(Duration::from_secs(15))?;
         if !status.success() {
             bail!(

@@ -16,6 +16,8 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
+mod health;
+
 /// Jigasi's `CONFERENCES_THRESHOLD`: the stress level is conferences over this.
 const CONFERENCES_THRESHOLD: f64 = 100.0;
 /// How long calls get to hang up properly once told to end, before their tasks are dropped.
@@ -57,6 +59,11 @@ pub async fn serve(
         .context("starting SIP")?;
     let sip_server = Arc::new(sip_server);
     let registry = Arc::new(Registry::default());
+    let (phase_tx, phase) = watch::channel(Phase::Serving);
+    let (stats_tx, stats) = watch::channel(BreweryStats::default());
+    let publisher = tokio::spawn(publish_load(registry.load(), phase.clone(), stats_tx));
+    let (breweries, mut dials) = start_breweries(&settings, stats)?;
+
     let (api_addr, api) = api::bind(
         settings.api.bind_addr(),
         api::ApiState {
@@ -65,16 +72,16 @@ pub async fn serve(
                 let pool = pool.clone();
                 Arc::new(move || pool.stats().idle)
             },
+            health: health_source(&breweries, sip_server.registration()),
+            draining: {
+                let phase = phase.clone();
+                Arc::new(move || *phase.borrow() == Phase::Draining)
+            },
         },
     )
     .await
     .context("starting the HTTP API")?;
     let api = tokio::spawn(api);
-
-    let (phase_tx, phase) = watch::channel(Phase::Serving);
-    let (stats_tx, stats) = watch::channel(BreweryStats::default());
-    let publisher = tokio::spawn(publish_load(registry.load(), phase.clone(), stats_tx));
-    let (breweries, mut dials) = start_breweries(&settings, stats)?;
 
     let sip_addrs: Vec<String> = sip_server
         .local_addrs()
@@ -232,6 +239,28 @@ fn start_breweries(
         breweries.push(brewery);
     }
     Ok((breweries, rx))
+}
+
+/// The health report, read from the breweries' and the registration's current states.
+fn health_source(
+    breweries: &[xmpp::Brewery],
+    registration: watch::Receiver<sip::RegistrationState>,
+) -> Arc<dyn Fn() -> api::HealthReport + Send + Sync> {
+    let states: Vec<(String, watch::Receiver<xmpp::BreweryState>)> = breweries
+        .iter()
+        .map(|b| (b.server_id().to_string(), b.state()))
+        .collect();
+    Arc::new(move || {
+        let current: Vec<(&str, xmpp::BreweryState)> = states
+            .iter()
+            .map(|(server, state)| (server.as_str(), state.borrow().clone()))
+            .collect();
+        let views: Vec<health::BreweryView<'_>> = current
+            .iter()
+            .map(|(server, state)| health::BreweryView { server, state })
+            .collect();
+        health::report(&views, &registration.borrow())
+    })
 }
 
 /// Keeps the brewery stats in step with the calls and the phase.
