@@ -70,6 +70,14 @@ impl Prosody {
         self.proc.stop();
     }
 
+    /// SIGKILL: no stream is closed, the sockets just go (a crash, or a host lost).
+    pub fn kill(&mut self) {
+        // SAFETY: plain syscall on our child's pid.
+        unsafe {
+            libc::kill(self.pid() as i32, libc::SIGKILL);
+        }
+    }
+
     /// Starts it again on the same ports, with the same accounts (rooms are gone).
     pub fn restart(&mut self) -> Result<()> {
         self.proc.stop();
