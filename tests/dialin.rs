@@ -578,7 +578,26 @@ fn no_offer_within_the_invite_timeout_refuses_the_ringing_call_with_reason() -> 
 /// Calls with `room_header: room` and an offer of `pts`, and checks the gateway refused the call
 /// with `status` before anything reached XMPP (no occupant but the emulated ones ever joined).
 fn assert_refused(name: &str, room_header: &str, room: &str, pts: &str, status: u16) -> Result<()> {
-    let mut lab = lab(name, "refusals", &GatewayOptions::default())?;
+    assert_refused_by(
+        name,
+        &GatewayOptions::default(),
+        room_header,
+        room,
+        pts,
+        status,
+    )
+}
+
+/// [`assert_refused`] with a gateway configured by `gw`.
+fn assert_refused_by(
+    name: &str,
+    gw: &GatewayOptions,
+    room_header: &str,
+    room: &str,
+    pts: &str,
+    status: u16,
+) -> Result<()> {
+    let mut lab = lab(name, "refusals", gw)?;
     caller_pcap(&lab.dir, Some(CALLER_HZ), 2.0)?;
     let mut k = keys(room, pts);
     k[0].1 = room_header;
@@ -617,6 +636,22 @@ fn final_response(call: &SippCall) -> Result<sipp::SippMessage> {
 #[test]
 fn without_a_room_header_or_default_room_the_call_gets_486() -> Result<()> {
     assert_refused("refuse-no-room", "X-Unrelated", "whatever", "0", 486)
+}
+
+#[test]
+fn a_trunk_refuses_calls_from_outside_its_listed_peers_with_403() -> Result<()> {
+    // SIPp calls from 127.0.0.1; the trunk only takes calls from the PBXs' networks.
+    let trunk = GatewayOptions::default()
+        .set("sip.register", "false")
+        .set("sip.allowed_peers", "192.0.2.0/24, 2001:db8::/32");
+    assert_refused_by(
+        "refuse-peer",
+        &trunk,
+        "Jitsi-Conference-Room",
+        "refusals",
+        "0",
+        403,
+    )
 }
 
 #[test]
