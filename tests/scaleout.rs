@@ -113,16 +113,28 @@ impl Lab {
         Ok(sid)
     }
 
-    /// Waits until the emulator sees `nick` publish stats containing every field of `stats`.
+    /// Waits until the emulator has seen `nick` publish stats containing every field of `stats`:
+    /// its current view first (events from before the control connection are not sent to
+    /// it), then the updates.
     fn wait_stats(&mut self, nick: &str, stats: Value) -> Result<Value> {
+        let matches = |seen: &Value| {
+            stats
+                .as_object()
+                .is_some_and(|o| o.iter().all(|(k, v)| &seen[k] == v))
+        };
+        let report = self.report()?;
+        let current = report["brewery"]["instances"]
+            .as_array()
+            .and_then(|all| all.iter().find(|i| i["nick"] == json!(nick)));
+        if let Some(instance) = current.filter(|i| matches(&i["stats"])) {
+            return Ok(instance.clone());
+        }
         self.emulator
             .control
             .wait_event(&format!("{nick}'s stats {stats}"), T, |e| {
                 e["event"] == json!("brewery-occupant")
                     && e["nick"] == json!(nick)
-                    && stats
-                        .as_object()
-                        .is_some_and(|o| o.iter().all(|(k, v)| &e["stats"][k] == v))
+                    && matches(&e["stats"])
             })
     }
 
@@ -278,9 +290,18 @@ fn prosody_killed_mid_call_ends_the_call_on_both_sides_and_the_brewery_is_back_w
     // SIGKILL: no stream close, the sockets just go. The call's MUC occupancy and its bridge
     // session are gone with it, so the gateway ends the call: the phone gets a BYE.
     lab.prosody.kill();
-    bob.wait_event("CALL_CLOSED", T)?;
     let ended = gw.wait_log("the call's end", T, |l| l["message"] == json!("call ended"))?;
     assert_eq!(ended["cause"], json!("Some(503)"), "{ended}");
+    // The BYE goes through the proxy (it record-routes) to bob, who ends the call.
+    anyhow::ensure!(
+        lab.registrar
+            .requests()
+            .iter()
+            .any(|r| r.starts_with("BYE sip:bob-")),
+        "no BYE for bob at the proxy: {:?}",
+        lab.registrar.requests()
+    );
+    bob.wait_event("CALL_CLOSED", T)?;
     let health = gw.wait_health(500, T)?;
     assert_eq!(health["brewery"][0]["state"], json!("lost"), "{health}");
     lab.emulator.proc.stop();

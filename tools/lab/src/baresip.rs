@@ -201,7 +201,12 @@ fn pick_ports() -> Result<(u16, u16)> {
         std::net::UdpSocket::bind((net::LOOPBACK, port)).is_ok()
             && std::net::TcpListener::bind((net::LOOPBACK, port)).is_ok()
     };
-    let offset = std::process::id() % 700;
+    // Each pick in this process starts further on: parallel tests check ports at about the same
+    // time, and baresip binds its RTP ports only when a call starts, so two picks starting at
+    // the same place would get the same ports (baresip then exits with EADDRINUSE).
+    static PICKS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let pick = PICKS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let offset = (std::process::id() + pick * 37) % 700;
     for i in 0..700u32 {
         let p = 5100 + ((offset + i) % 700) * 2;
         if free(p) && free(p + 1) && (0..10).all(|k| free(p * 10 + k)) {
