@@ -148,6 +148,15 @@ impl Gateway {
         serde_json::from_str(&body).with_context(|| format!("GET {path}: not JSON: {body}"))
     }
 
+    /// `GET` on the gateway's HTTP API whatever the status: the status and the body as JSON
+    /// (for endpoints such as `/about/health` that answer 500 with a body).
+    pub fn api_with_status(&self, path: &str) -> Result<(u16, Value)> {
+        let (status, body) = http::get(self.api_port, path)?;
+        let json = serde_json::from_str(&body)
+            .with_context(|| format!("GET {path} → {status}: not JSON: {body}"))?;
+        Ok((status, json))
+    }
+
     /// The process's open sockets, counted from /proc (what a leak would grow).
     pub fn open_sockets(&self) -> Result<usize> {
         let mut n = 0;

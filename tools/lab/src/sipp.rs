@@ -138,6 +138,42 @@ impl SippCall {
         })
     }
 
+    /// Starts SIPp as a callee (user agent server) running `scenario` (a file in
+    /// `tests/lab/sipp`) for one call, in `dir/<scenario name>`, on a free port; returns once it
+    /// listens, with that port.
+    pub fn uas(dir: &Path, scenario: &str) -> Result<(Self, u16)> {
+        let dir = dir.join(scenario.trim_end_matches(".xml"));
+        std::fs::create_dir_all(&dir)?;
+        let port = net::free_udp_tcp_port()?;
+        let media_port = net::free_udp_tcp_port()?;
+        let mut cmd = Command::new("sipp");
+        cmd.current_dir(&dir)
+            .arg("-sf")
+            .arg(paths::lab_dir().join("sipp").join(scenario))
+            .args(["-i", "127.0.0.1", "-mi", "127.0.0.1"])
+            .args(["-p", &port.to_string(), "-mp", &media_port.to_string()])
+            .args(["-m", "1", "-nostdin", "-timeout", "60s", "-timeout_error"])
+            .args(["-trace_err", "-trace_msg"]);
+        let mut proc = Supervised::spawn("sipp", cmd, &dir.join("sipp.log"))?;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while std::net::UdpSocket::bind((net::LOOPBACK, port)).is_ok() {
+            proc.check_alive()?;
+            ensure!(
+                std::time::Instant::now() < deadline,
+                "SIPp did not bind {port}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        Ok((
+            Self {
+                proc,
+                dir,
+                media_port,
+            },
+            port,
+        ))
+    }
+
     /// Waits for the scenario to finish and fails (with SIPp's own error trace) unless the call
     /// went as the scenario expects.
     pub fn wait_success(&mut self, timeout: std::time::Duration) -> Result<()> {
