@@ -165,6 +165,17 @@ fn in_order(statuses: &[String], expected: &[&str]) -> bool {
     expected.iter().all(|want| rest.any(|s| s == want))
 }
 
+/// Matches the emulator's event for the gateway's brewery stats saying this load.
+fn brewery_load(nick: &str, conferences: u64, participants: u64) -> impl Fn(&Value) -> bool {
+    let nick = nick.to_string();
+    move |e: &Value| {
+        e["event"] == json!("brewery-occupant")
+            && e["nick"] == json!(nick)
+            && e["stats"]["conferences"] == json!(conferences)
+            && e["stats"]["participants"] == json!(participants)
+    }
+}
+
 fn received<'a>(messages: &'a [SippMessage], start: &str) -> Option<&'a SippMessage> {
     messages
         .iter()
@@ -202,6 +213,13 @@ fn a_dialled_phone_rings_answers_hears_the_room_and_a_rayo_hangup_sends_it_bye()
         json!(initiator.1),
         "{j}"
     );
+
+    // Jicofo balances on the brewery stats: the call's room and its members count.
+    // ann, carol and the call (the focus does not count).
+    let load = brewery_load(&lab.brewery_nick, 1, 3);
+    lab.emulator
+        .control
+        .wait_event("the call in the brewery stats", T, load)?;
 
     lab.wait_recorded(&call.sid, 8)?;
     let r = lab.emulator.request(
@@ -295,9 +313,61 @@ fn a_dialled_phone_rings_answers_hears_the_room_and_a_rayo_hangup_sends_it_bye()
     }
 
     no_calls_left(&lab)?;
+    lab.emulator.control.wait_event(
+        "no call in the brewery stats",
+        T,
+        brewery_load(&lab.brewery_nick, 0, 0),
+    )?;
     lab.gateway.stop()?;
     // Unregistered on the way out.
     lab.registrar.wait_aor("gateway", false, T)?;
+    Ok(())
+}
+
+#[test]
+fn a_rayo_hangup_while_the_callee_rings_cancels_the_invite() -> Result<()> {
+    let mut lab = lab(
+        "dialout-cancel",
+        "cancel",
+        "gatewaypw",
+        &GatewayOptions::default(),
+    )?;
+    let mut bob = phone(&mut lab, "bob", "bobpw", Answer::Manual)?;
+    lab.registrar.wait_aor("gateway", true, T)?;
+    let dial_id = lab.dial("bob", &[], json!({}))?;
+    let joined = lab.gateway_joined()?;
+    let nick = joined["nick"].as_str().context("nick")?.to_string();
+    lab.dial_answered(dial_id)?;
+    bob.wait_event("CALL_INCOMING", T)?;
+    lab.wait_status(&nick, "ringing", T)?;
+
+    let r = lab.emulator.request(
+        "hangup",
+        json!({"occupant": nick, "room": lab.room.clone()}),
+    )?;
+    assert_eq!(r["answer"]["type"], json!("result"), "{r}");
+    bob.wait_event("CALL_CLOSED", T)?;
+    lab.emulator
+        .control
+        .wait_for("occupant-left", json!({"nick": nick}), T)?;
+    // The CANCEL went through the proxy, and bob answered the INVITE 487.
+    assert_eq!(
+        lab.registrar.count("CANCEL"),
+        1,
+        "{:?}",
+        lab.registrar.requests()
+    );
+    let messages = bob.sip_messages();
+    assert!(received(&messages, "CANCEL ").is_some(), "{messages:#?}");
+    assert!(
+        messages.iter().any(|m| m.sent && m.status() == Some(487)),
+        "{messages:#?}"
+    );
+    assert!(received(&messages, "BYE ").is_none(), "{messages:#?}");
+    let statuses = lab.statuses(&nick);
+    assert!(!statuses.iter().any(|s| s == "Connected"), "{statuses:?}");
+    no_calls_left(&lab)?;
+    lab.gateway.stop()?;
     Ok(())
 }
 
