@@ -12,7 +12,7 @@ use gateway_lab::emulator::Participant;
 use gateway_lab::gateway::GatewayOptions;
 use gateway_lab::paths;
 use gateway_lab::scenario::{self, analyse, DialOutLab};
-use gateway_lab::sipp::{SippCall, SippMessage};
+use gateway_lab::sipp::{self, SippCall, SippMessage};
 use jitsi_sip_gateway::config::Host;
 use jitsi_sip_gateway::xmpp::{
     ConnectOptions, Connection, Direction, Element, Inbound, IqError, IqKind, JoinRequest, Login,
@@ -28,6 +28,8 @@ const ANN_HZ: f64 = 600.0;
 const CAROL_HZ: f64 = 1100.0;
 /// What the phone's microphone plays.
 const PHONE_HZ: f64 = 440.0;
+/// What a callee plays as early media, before it answers.
+const EARLY_HZ: f64 = 800.0;
 /// Every tone is sent at -12 dBFS peak; through G.711, Opus and the mixer each must arrive at
 /// -30 dBFS or more in at least 80 % of the seconds analysed (as in the dial-in tests).
 const HEARD: Expect = Expect {
@@ -138,15 +140,25 @@ fn event_t(lab: &mut DialOutLab, kind: &str, fields: Value) -> Option<f64> {
         .and_then(|e| e["t"].as_f64())
 }
 
+/// The emulator time at which session `sid`'s recording starts: each `rx-audio` event says how
+/// many whole seconds it held at its time, so the earliest `t - seconds` is the start (plus the
+/// event's small lag).
+fn recording_start(lab: &mut DialOutLab, sid: &str) -> Option<f64> {
+    lab.emulator
+        .control
+        .events()
+        .iter()
+        .filter(|e| e["event"] == json!("rx-audio") && e["sid"] == json!(sid))
+        .filter_map(|e| Some(e["t"].as_f64()? - e["seconds"].as_f64()?))
+        .reduce(f64::min)
+}
+
 /// The session's recording from the emulator, and how many seconds of it to skip so that only
-/// the time after the callee answered (plus a second of start-up) is analysed: the bridge leg
-/// connects before the callee is even invited.
+/// the time after the callee answered (plus a second and a half of start-up) is analysed: the
+/// bridge leg connects before the callee is even invited.
 fn room_recording(lab: &mut DialOutLab, call: &Call) -> Result<(PathBuf, f64)> {
     let report = lab.emulator.request("status", Value::Null)?["report"].clone();
-    let session = scenario::session(&report, &call.sid)?;
-    let dtls = session["t"]["dtls_connected"]
-        .as_f64()
-        .context("no DTLS time in the session report")?;
+    let start = recording_start(lab, &call.sid).context("no audio recorded")?;
     let connected = event_t(
         lab,
         "occupant-status",
@@ -155,7 +167,7 @@ fn room_recording(lab: &mut DialOutLab, call: &Call) -> Result<(PathBuf, f64)> {
     .context("no Connected status")?;
     Ok((
         scenario::session_recording(&report, &call.sid)?,
-        (connected - dtls).max(0.0) + 1.5,
+        (connected - start).max(0.0) + 1.5,
     ))
 }
 
@@ -325,6 +337,73 @@ fn a_dialled_phone_rings_answers_hears_the_room_and_a_rayo_hangup_sends_it_bye()
 }
 
 #[test]
+fn early_media_of_a_ringing_callee_is_heard_in_the_room_before_the_answer() -> Result<()> {
+    let mut lab = lab(
+        "dialout-early-media",
+        "early",
+        "gatewaypw",
+        &GatewayOptions::default(),
+    )?;
+    // The callee's pcaps, in its working folder: 4 s of ringback-like tone, then its voice, one
+    // RTP stream going on (as a PSTN gateway's does).
+    let folder = lab.dir.join("sip-uas-early-media");
+    std::fs::create_dir_all(&folder)?;
+    for (name, hz, secs, first) in [("early", EARLY_HZ, 4.0, 0), ("answer", PHONE_HZ, 30.0, 200)] {
+        let wav = folder.join(format!("{name}.wav"));
+        audio::write_tone_wav(&wav, hz, secs, 8000, -12.0)?;
+        sipp::write_pcmu_pcap_from(&wav, &folder.join(format!("{name}.pcap")), first)?;
+    }
+    let (mut callee, port) = SippCall::uas(&lab.dir, "sip-uas-early-media.xml")?;
+    lab.registrar.wait_aor("gateway", true, T)?;
+    let dial_id = lab.dial(&format!("sip:early@127.0.0.1:{port}"), &[], json!({}))?;
+    let joined = lab.gateway_joined()?;
+    let nick = joined["nick"].as_str().context("nick")?.to_string();
+    lab.dial_answered(dial_id)?;
+    let ringing = lab.wait_status(&nick, "ringing", T)?["t"]
+        .as_f64()
+        .context("t")?;
+    let sid = lab.session_connected(&nick)?;
+    let connected = lab.wait_status(&nick, "Connected", T)?["t"]
+        .as_f64()
+        .context("t")?;
+    assert!(
+        connected - ringing >= 3.5,
+        "answered {:.2} s after ringing",
+        connected - ringing
+    );
+    // Four seconds of early media, then at least four of the answered call.
+    lab.wait_recorded(&sid, 9)?;
+    let r = lab.emulator.request(
+        "hangup",
+        json!({"occupant": nick, "room": lab.room.clone()}),
+    )?;
+    assert_eq!(r["answer"]["type"], json!("result"), "{r}");
+    callee.wait_success(T)?;
+
+    let report = lab.emulator.request("status", Value::Null)?["report"].clone();
+    let rec = audio::Recording::read(&scenario::session_recording(&report, &sid)?)?;
+    let start = recording_start(&mut lab, &sid).context("no audio recorded")?;
+    let freqs = [EARLY_HZ, PHONE_HZ];
+    let early = rec
+        .slice(ringing - start + 0.5, connected - start - 0.5)
+        .tones(&freqs);
+    early
+        .check_present(EARLY_HZ, HEARD)
+        .context("early media while ringing")?;
+    early.check_absent(PHONE_HZ, SILENT_DBFS)?;
+    let answered = rec
+        .slice(connected - start + 1.0, rec.seconds())
+        .tones(&freqs);
+    answered
+        .check_present(PHONE_HZ, HEARD)
+        .context("the callee after answering")?;
+    answered.check_absent(EARLY_HZ, SILENT_DBFS)?;
+    no_calls_left(&lab)?;
+    lab.gateway.stop()?;
+    Ok(())
+}
+
+#[test]
 fn a_rayo_hangup_while_the_callee_rings_cancels_the_invite() -> Result<()> {
     let mut lab = lab(
         "dialout-cancel",
@@ -419,7 +498,8 @@ fn the_callee_hanging_up_ends_the_jingle_session_and_the_occupant_leaves() -> Re
 }
 
 #[test]
-fn a_busy_callee_shows_busy_in_the_room_then_the_occupant_leaves() -> Result<()> {
+fn a_busy_or_unknown_callee_shows_busy_or_rejected_in_the_room_then_the_occupant_leaves(
+) -> Result<()> {
     let mut lab = lab(
         "dialout-busy",
         "busy",
@@ -458,7 +538,67 @@ fn a_busy_callee_shows_busy_in_the_room_then_the_occupant_leaves() -> Result<()>
     // The callee had its 486 acknowledged.
     callee.wait_success(T)?;
     no_calls_left(&lab)?;
+
+    // Nobody registered under that name: the registrar's 404 is "rejected".
+    let dial_id = lab.dial("nobody", &[], json!({}))?;
+    let joined = lab.gateway_joined()?;
+    let nick = joined["nick"].as_str().context("nick")?.to_string();
+    lab.dial_answered(dial_id)?;
+    lab.wait_status(&nick, "rejected", T)?;
+    lab.emulator
+        .control
+        .wait_for("occupant-left", json!({"nick": nick}), T)?;
+    no_calls_left(&lab)?;
     lab.gateway.stop()?;
+    Ok(())
+}
+
+#[test]
+fn a_stop_signal_drains_new_dials_are_refused_and_the_call_goes_on_until_it_ends() -> Result<()> {
+    let mut lab = lab(
+        "dialout-drain",
+        "drain",
+        "gatewaypw",
+        &GatewayOptions::default(),
+    )?;
+    let mut bob = phone(&mut lab, "bob", "bobpw", Answer::Auto)?;
+    let call = dial_bob(&mut lab, &mut bob, Answer::Auto, &[])?;
+    lab.wait_recorded(&call.sid, 1)?;
+
+    lab.gateway.terminate();
+    let nick = lab.brewery_nick.clone();
+    lab.emulator
+        .control
+        .wait_event("graceful_shutdown in the brewery stats", T, |e| {
+            e["event"] == json!("brewery-occupant")
+                && e["nick"] == json!(nick)
+                && e["stats"]["graceful_shutdown"] == json!(true)
+        })?;
+    // Jicofo no longer picks it; asked anyway, it refuses.
+    let err = lab.dial("bob", &[], json!({})).unwrap_err();
+    assert!(
+        format!("{err:#}").contains("service-unavailable"),
+        "{err:#}"
+    );
+    let id = lab.dial("bob", &[], json!({"target": nick, "retries": 0}))?;
+    let a = lab.dial_answered(id)?;
+    assert_eq!(a["answer"]["type"], json!("error"), "{a}");
+    assert_eq!(
+        a["answer"]["condition"],
+        json!("service-unavailable"),
+        "{a}"
+    );
+
+    // The call in progress goes on: its audio keeps coming.
+    lab.wait_recorded(&call.sid, 4)?;
+    bob.command("hangup")?;
+    bob.wait_event("CALL_CLOSED", T)?;
+    lab.emulator
+        .control
+        .wait_for("occupant-left", json!({"nick": call.nick}), T)?;
+    // Drained: it exits by itself, unregistered.
+    lab.gateway.wait_exit(T)?;
+    lab.registrar.wait_aor("gateway", false, T)?;
     Ok(())
 }
 

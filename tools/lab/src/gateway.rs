@@ -170,11 +170,21 @@ impl Gateway {
 
     /// SIGTERM, and the exit status (the gateway should exit 0 on its own).
     pub fn stop(&mut self) -> Result<ExitStatus> {
+        self.terminate();
+        self.wait_exit(Duration::from_secs(15))
+    }
+
+    /// Sends SIGTERM without waiting: the gateway drains (calls in progress go on).
+    pub fn terminate(&self) {
         // SAFETY: plain syscall on our child's pid.
         unsafe {
             libc::kill(self.pid() as i32, libc::SIGTERM);
         }
-        let status = self.proc.wait_exit(Duration::from_secs(15))?;
+    }
+
+    /// Waits for the gateway to exit by itself; fails unless it exits 0.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Result<ExitStatus> {
+        let status = self.proc.wait_exit(timeout)?;
         if !status.success() {
             bail!(
                 "the gateway exited with {}:\n{}",
