@@ -788,11 +788,12 @@ fn a_wrong_sip_password_is_logged_as_a_registration_failure_and_retried_with_bac
         std::thread::sleep(Duration::from_millis(25));
     }
     let spread = seen[3] - seen[0];
-    // Each attempt is a challenge and one answer to it; nothing in between.
-    assert_eq!(
-        lab.registrar.count("REGISTER"),
-        8,
-        "{:?}",
+    // Each attempt is a challenge and one answer to it, nothing in between (one UDP
+    // retransmission is tolerated: a loaded registrar may answer after 500 ms).
+    let registers = lab.registrar.count("REGISTER");
+    assert!(
+        (8..=9).contains(&registers),
+        "{registers} REGISTERs: {:?}",
         lab.registrar.requests()
     );
     assert!(
