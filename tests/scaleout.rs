@@ -225,7 +225,7 @@ fn jicofo_picks_the_less_loaded_gateway_and_a_drained_one_finishes_its_call_then
         (&mut gw_b, &mut gw_a)
     };
     let drain_started = established.elapsed().as_secs_f64();
-    drained.signal_term();
+    drained.terminate();
     lab.wait_stats(&second_nick, json!({ "graceful_shutdown": true }))?;
     assert_eq!(
         drained.api("/about/stats")?["graceful_shutdown"],

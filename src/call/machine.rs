@@ -398,6 +398,16 @@ impl Call {
         if self.state == State::Ended {
             return;
         }
+        // Once the phone side is over (a dial-out's failure shown in the room until the linger
+        // ends), its dialog ending as well says nothing new.
+        if self.phone_gone
+            && matches!(
+                input,
+                Input::SipCancelled | Input::SipBye | Input::SipTerminated(_)
+            )
+        {
+            return;
+        }
         match input {
             Input::SipAcked => {}
             Input::SipCancelled => {

@@ -309,6 +309,9 @@ fn busy_rejected_and_unanswered_show_their_status_for_five_seconds_then_leave() 
         let outs = d.drain();
         assert_eq!(statuses(&outs), [label], "{status}");
         assert!(sip(&outs).is_empty() && !d.call.is_ended(), "{status}");
+        // The SIP stack ends the failed dialog at once; the status stays up regardless.
+        d.input(Input::SipTerminated("the SIP dialog is gone".into()));
+        assert!(d.drain().is_empty() && !d.call.is_ended(), "{status}");
         d.advance(Duration::from_millis(4_999));
         assert!(d.drain().is_empty(), "{status}: still showing why");
         d.advance(Duration::from_millis(1));

@@ -485,13 +485,17 @@ impl OutgoingDialog {
     }
 
     /// Gives up before the final response: CANCEL (sent once a provisional response has
-    /// arrived, RFC 3261 §9.1). Nothing once the call was answered or has ended.
+    /// arrived, RFC 3261 §9.1), once. Nothing once the call was answered or has ended.
     pub fn cancel(&self) {
         if !self.dialog.state().can_cancel() {
             debug!(call_id = %self.call_id, "nothing to cancel");
             return;
         }
-        self.shared.cancelled.store(true, Ordering::SeqCst);
+        // The 487 takes a round trip: until it comes the dialog still looks cancellable.
+        if self.shared.cancelled.swap(true, Ordering::SeqCst) {
+            debug!(call_id = %self.call_id, "CANCEL already sent");
+            return;
+        }
         let dialog = self.dialog.clone();
         let call_id = self.call_id.clone();
         tokio::spawn(async move {
@@ -523,7 +527,7 @@ impl OutgoingDialog {
 impl Drop for OutgoingDialog {
     fn drop(&mut self) {
         let state = self.dialog.state();
-        if state.can_cancel() {
+        if state.can_cancel() && !self.shared.cancelled.load(Ordering::SeqCst) {
             warn!(call_id = %self.call_id, "outgoing call dropped unanswered: CANCEL");
             self.cancel();
         } else if state.is_confirmed() {

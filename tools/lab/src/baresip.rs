@@ -2,6 +2,7 @@
 //! records what it hears, and reports call events on its JSON control port.
 
 use crate::proc::{self, Supervised};
+use crate::sipp::SippMessage;
 use crate::{net, paths};
 use anyhow::{anyhow, bail, Context, Result};
 use serde_json::{json, Value};
@@ -93,11 +94,15 @@ impl Baresip {
                     Answer::Manual => "manual",
                 }),
         )?;
-        if let Some(account) = account {
+        if let Some(account) = &account {
             std::fs::write(conf.join("accounts"), format!("{account}\n"))?;
         }
         let mut cmd = Command::new("baresip");
         cmd.arg("-f").arg(&conf);
+        if account.is_some() {
+            // A registered phone's SIP messages go to its log (`-s`), for `sip_messages`.
+            cmd.arg("-s");
+        }
         let mut proc = Supervised::spawn(user, cmd, &dir.join(format!("{user}-baresip.log")))?;
         net::wait_tcp(ctrl_port, Duration::from_secs(10), || proc.check_alive())?;
         let ctrl = TcpStream::connect((net::LOOPBACK, ctrl_port))?;
@@ -151,6 +156,13 @@ impl Baresip {
             }
             self.events.push(msg);
         }
+    }
+
+    /// The SIP messages a registered phone sent and received so far (its `-s` trace), in
+    /// order; e.g. the INVITE it received, to read its headers. `time` is not known (0).
+    pub fn sip_messages(&self) -> Vec<SippMessage> {
+        let log = std::fs::read_to_string(self.proc.log_path()).unwrap_or_default();
+        sip_trace_messages(&log, &format!("127.0.0.1:{}", self.sip_port))
     }
 
     /// The recording of what baresip received in its last call (`*-dec.wav`), once finalised.
@@ -216,6 +228,41 @@ fn pick_ports() -> Result<(u16, u16)> {
     Err(anyhow!("no free port range for baresip"))
 }
 
+/// Splits baresip's SIP trace: each message is a colour escape and `#` ending a line (its
+/// call-progress display may precede it on that line, as it rewrites itself with `\r`), a line
+/// `<TRANSPORT> <src> -> <dst>`, the message (CRLF lines), then a colour-reset line. A message is
+/// `sent` when its source is `local` (`ip:port`).
+fn sip_trace_messages(log: &str, local: &str) -> Vec<SippMessage> {
+    let mut out = Vec::new();
+    let mut lines = log.lines();
+    while let Some(line) = lines.next() {
+        if !(line.contains('\u{1b}') && line.ends_with('#')) {
+            continue;
+        }
+        let Some(route) = lines.next() else { break };
+        let Some((src, _dst)) = route
+            .split_once(' ')
+            .and_then(|(_, addrs)| addrs.split_once(" -> "))
+        else {
+            continue;
+        };
+        let mut text = String::new();
+        for l in lines.by_ref() {
+            if l.starts_with("\u{1b}[;m") {
+                break;
+            }
+            text.push_str(l.trim_end_matches('\r'));
+            text.push('\n');
+        }
+        out.push(SippMessage {
+            sent: src.trim() == local,
+            time: 0.0,
+            text,
+        });
+    }
+    out
+}
+
 /// Pops one `len:json,` netstring from the front of `buf`.
 fn take_netstring(buf: &mut Vec<u8>) -> Result<Option<Value>> {
     let Some(colon) = buf.iter().position(|&b| b == b':') else {
@@ -255,5 +302,26 @@ fn recording(dir: &Path, suffix: &str) -> Result<PathBuf> {
             bail!("no finished *{suffix} recording in {}", dir.display());
         }
         std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_sip_trace_splits_into_messages_with_direction_and_headers() {
+        let log = "baresip is ready.\n\u{1b}[36;1m#\nUDP 127.0.0.1:5200 -> 127.0.0.1:5090\n\
+                   REGISTER sip:127.0.0.1:5090 SIP/2.0\r\nTo: <sip:bob@127.0.0.1>\r\n\r\n\
+                   \u{1b}[;m\n\u{1b}[32;1m#\nUDP 127.0.0.1:5090 -> 127.0.0.1:5200\n\
+                   INVITE sip:bob@127.0.0.1:5200 SIP/2.0\r\nX-Room: r@muc\r\n\r\nv=0\r\n\u{1b}[;m\n\
+                   \r[0:00:01] audio=0/0 (bit/s)    \r\u{1b}[36;1m#\nUDP 127.0.0.1:5090 -> 127.0.0.1:5200\n\
+                   BYE sip:bob@127.0.0.1:5200 SIP/2.0\r\n\r\n\u{1b}[;m\n";
+        let m = sip_trace_messages(log, "127.0.0.1:5200");
+        assert_eq!(m.len(), 3);
+        assert!(m[0].sent && !m[1].sent && !m[2].sent);
+        assert_eq!(m[2].first_line(), "BYE sip:bob@127.0.0.1:5200 SIP/2.0");
+        assert_eq!(m[1].first_line(), "INVITE sip:bob@127.0.0.1:5200 SIP/2.0");
+        assert_eq!(m[1].header("x-room"), Some("r@muc"));
     }
 }

@@ -148,8 +148,9 @@ impl Gateway {
         serde_json::from_str(&body).with_context(|| format!("GET {path}: not JSON: {body}"))
     }
 
-    /// `GET` on the gateway's HTTP API whatever the status: the status and the JSON body.
-    pub fn api_status(&self, path: &str) -> Result<(u16, Value)> {
+    /// `GET` on the gateway's HTTP API whatever the status: the status and the body as JSON
+    /// (for endpoints such as `/about/health` that answer 500 with a body).
+    pub fn api_with_status(&self, path: &str) -> Result<(u16, Value)> {
         let (status, body) = http::get(self.api_port, path)?;
         let json = serde_json::from_str(&body)
             .with_context(|| format!("GET {path} → {status}: not JSON: {body}"))?;
@@ -160,7 +161,7 @@ impl Gateway {
     pub fn wait_health(&mut self, status: u16, timeout: Duration) -> Result<Value> {
         let deadline = Instant::now() + timeout;
         loop {
-            let (now, body) = self.api_status("/about/health")?;
+            let (now, body) = self.api_with_status("/about/health")?;
             if now == status {
                 return Ok(body);
             }
@@ -170,19 +171,6 @@ impl Gateway {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-    }
-
-    /// SIGTERM without waiting: the first one drains, a second ends the calls.
-    pub fn signal_term(&self) {
-        // SAFETY: plain syscall on our child's pid.
-        unsafe {
-            libc::kill(self.pid() as i32, libc::SIGTERM);
-        }
-    }
-
-    /// Waits for the process to exit on its own; its exit status.
-    pub fn wait_exit(&mut self, timeout: Duration) -> Result<ExitStatus> {
-        self.proc.wait_exit(timeout)
     }
 
     /// The process's open sockets, counted from /proc (what a leak would grow).
@@ -198,8 +186,21 @@ impl Gateway {
 
     /// SIGTERM, and the exit status (the gateway should exit 0 on its own).
     pub fn stop(&mut self) -> Result<ExitStatus> {
-        self.signal_term();
-        let status = self.proc.wait_exit(Duration::from_secs(15))?;
+        self.terminate();
+        self.wait_exit(Duration::from_secs(15))
+    }
+
+    /// Sends SIGTERM without waiting: the gateway drains (calls in progress go on).
+    pub fn terminate(&self) {
+        // SAFETY: plain syscall on our child's pid.
+        unsafe {
+            libc::kill(self.pid() as i32, libc::SIGTERM);
+        }
+    }
+
+    /// Waits for the gateway to exit by itself; fails unless it exits 0.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Result<ExitStatus> {
+        let status = self.proc.wait_exit(timeout)?;
         if !status.success() {
             bail!(
                 "the gateway exited with {}:\n{}",

@@ -3,6 +3,7 @@
 use crate::audio::{Recording, ToneReport};
 use crate::emulator::EmulatorOptions;
 use crate::emulator::{self, EchoOptions, Participant, PyService};
+use crate::gateway::GatewayOptions;
 use crate::prosody::Prosody;
 use anyhow::{anyhow, Context, Result};
 use serde_json::{json, Value};
@@ -174,34 +175,198 @@ impl DialInLab {
     /// Waits until the emulator's session with the gateway's occupant `nick` is media-connected;
     /// returns the session id.
     pub fn session_connected(&mut self, nick: &str) -> Result<String> {
-        let t = Duration::from_secs(15);
-        let sent = self.emulator.control.wait_for(
-            "session-initiate-sent",
-            json!({"occupant": nick}),
-            t,
-        )?;
-        let sid = sent["sid"]
-            .as_str()
-            .ok_or_else(|| anyhow!("no sid in {sent}"))?
-            .to_string();
-        self.emulator
-            .control
-            .wait_for("dtls-connected", json!({"sid": sid}), t)?;
-        Ok(sid)
+        session_connected(&mut self.emulator, nick)
     }
 
     /// Waits until the emulator has recorded `seconds` of audio from session `sid`.
     pub fn wait_recorded(&mut self, sid: &str, seconds: u64) -> Result<()> {
-        let sid = sid.to_string();
-        self.emulator.control.wait_event(
-            &format!("{seconds} s of audio from the gateway"),
-            Duration::from_secs(seconds * 3 + 10),
+        wait_recorded(&mut self.emulator, sid, seconds)
+    }
+}
+
+/// The lab SIP account of the gateway (`tests/lab/kamailio/registrar.cfg.in`), set the docker
+/// way. Its domain is `sip.lab.test` (an alias of the registrar), so a dialled `bob` becomes
+/// `sip:bob@sip.lab.test` and the registrar finds bob in its location table; with `127.0.0.1`
+/// the Request-URI would lack the registrar's port and be relayed to port 5060.
+pub fn lab_sip_account(registrar: &crate::kamailio::Registrar, password: &str) -> GatewayOptions {
+    GatewayOptions::default()
+        .env("JIGASI_SIP_URI", "sip:gateway@sip.lab.test")
+        .env("JIGASI_SIP_PASSWORD", password)
+        .env("JIGASI_SIP_SERVER", "127.0.0.1")
+        .env("JIGASI_SIP_PORT", &registrar.port.to_string())
+        .env("JIGASI_SIP_TRANSPORT", "UDP")
+}
+
+/// A room served by the emulator (with its Jicofo-like brewery), the lab registrar and outbound
+/// proxy, and the gateway under test with the lab SIP account, present in the brewery: ready
+/// for dial-outs.
+pub struct DialOutLab {
+    pub dir: PathBuf,
+    pub room: String,
+    pub prosody: Prosody,
+    pub registrar: crate::kamailio::Registrar,
+    pub emulator: PyService,
+    pub gateway: crate::gateway::Gateway,
+    /// The gateway's nick in the brewery room.
+    pub brewery_nick: String,
+}
+
+impl DialOutLab {
+    /// Starts Prosody, the registrar, the emulator in `room` with `participants` (it creates the
+    /// brewery, which only the focus may do in the lab), then the gateway `bin` with the lab SIP
+    /// account (`password`, see [`lab_sip_account`]) and `gateway_opts` on top; returns once the
+    /// emulator has seen the gateway's stats in the brewery. It does not wait for the gateway's
+    /// registration (see `registrar.wait_aor`).
+    pub fn start(
+        bin: &Path,
+        dir: &Path,
+        room: &str,
+        participants: Vec<Participant>,
+        password: &str,
+        gateway_opts: &GatewayOptions,
+    ) -> Result<Self> {
+        let prosody = Prosody::start(dir)?;
+        let registrar = crate::kamailio::Registrar::start(dir)?;
+        let mut emulator = emulator::start_emulator(
+            &prosody,
+            dir,
+            &EmulatorOptions::room_with(room, participants),
+        )?;
+        let mut opts = lab_sip_account(&registrar, password);
+        opts.env.extend(gateway_opts.env.iter().cloned());
+        opts.set.extend(gateway_opts.set.iter().cloned());
+        let gateway = crate::gateway::Gateway::start(bin, dir, &prosody, &opts)?;
+        let member = emulator.control.wait_event(
+            "the gateway in the brewery",
+            Duration::from_secs(20),
             |e| {
-                e["event"] == json!("rx-audio")
-                    && e["sid"] == json!(sid)
-                    && e["seconds"].as_u64().is_some_and(|s| s >= seconds)
+                e["event"] == json!("brewery-occupant")
+                    && e["jid"].as_str().is_some_and(|j| j.starts_with("jigasi@"))
+                    && e["stats"].is_object()
             },
         )?;
-        Ok(())
+        let brewery_nick = member["nick"]
+            .as_str()
+            .ok_or_else(|| anyhow!("no nick in {member}"))?
+            .to_string();
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            room: room.into(),
+            prosody,
+            registrar,
+            emulator,
+            gateway,
+            brewery_nick,
+        })
     }
+
+    /// Sends a Rayo `<dial/>` for `to` into the room as Jicofo does (through the brewery, to the
+    /// least-loaded instance), with `headers` after JvbRoomName, without waiting for the answer;
+    /// `args` (an object) adds or overrides `dial` arguments (`via`, `target`, `retries`…).
+    /// Returns the dial id (see [`Self::dial_answered`]).
+    pub fn dial(&mut self, to: &str, headers: &[(&str, &str)], args: Value) -> Result<u64> {
+        let mut req = json!({
+            "room": self.room,
+            "to": to,
+            "headers": headers.iter().map(|(n, v)| json!([n, v])).collect::<Vec<_>>(),
+            "wait": false,
+        });
+        if let Value::Object(more) = args {
+            for (k, v) in more {
+                req[k] = v;
+            }
+        }
+        let r = self
+            .emulator
+            .request_with_timeout("dial", req, Duration::from_secs(30))?;
+        r["dial_id"]
+            .as_u64()
+            .ok_or_else(|| anyhow!("no dial_id in {r}"))
+    }
+
+    /// Waits for the answer to dial `dial_id` (the `dial-answered` event: its `answer`,
+    /// `occupant`, `jicofo_answer`).
+    pub fn dial_answered(&mut self, dial_id: u64) -> Result<Value> {
+        self.emulator.control.wait_for(
+            "dial-answered",
+            json!({ "dial_id": dial_id }),
+            Duration::from_secs(30),
+        )
+    }
+
+    /// Waits for the gateway's call occupant to join the room; returns the `occupant-joined`
+    /// event (nick, display_name, initiator_headers, call_direction…).
+    pub fn gateway_joined(&mut self) -> Result<Value> {
+        let room = format!("{}@", self.room);
+        self.emulator.control.wait_event(
+            "the gateway's call joining the room",
+            Duration::from_secs(20),
+            |e| {
+                e["event"] == json!("occupant-joined")
+                    && e["emulated"] == json!(false)
+                    && e["room"].as_str().is_some_and(|r| r.starts_with(&room))
+            },
+        )
+    }
+
+    /// Waits until the emulator's session with occupant `nick` is media-connected; returns its
+    /// session id.
+    pub fn session_connected(&mut self, nick: &str) -> Result<String> {
+        session_connected(&mut self.emulator, nick)
+    }
+
+    /// Waits until the emulator has recorded `seconds` of audio from session `sid`.
+    pub fn wait_recorded(&mut self, sid: &str, seconds: u64) -> Result<()> {
+        wait_recorded(&mut self.emulator, sid, seconds)
+    }
+
+    /// Waits for occupant `nick` to publish presence status `status`; returns the event.
+    pub fn wait_status(&mut self, nick: &str, status: &str, timeout: Duration) -> Result<Value> {
+        self.emulator.control.wait_for(
+            "occupant-status",
+            json!({ "nick": nick, "status": status }),
+            timeout,
+        )
+    }
+
+    /// The presence statuses occupant `nick` has published so far, in order (the emulator's
+    /// `occupant-status` events).
+    pub fn statuses(&mut self, nick: &str) -> Vec<String> {
+        self.emulator
+            .control
+            .events()
+            .iter()
+            .filter(|e| e["event"] == json!("occupant-status") && e["nick"] == json!(nick))
+            .filter_map(|e| e["status"].as_str().map(str::to_owned))
+            .collect()
+    }
+}
+
+fn session_connected(emulator: &mut PyService, nick: &str) -> Result<String> {
+    let t = Duration::from_secs(15);
+    let sent = emulator
+        .control
+        .wait_for("session-initiate-sent", json!({"occupant": nick}), t)?;
+    let sid = sent["sid"]
+        .as_str()
+        .ok_or_else(|| anyhow!("no sid in {sent}"))?
+        .to_string();
+    emulator
+        .control
+        .wait_for("dtls-connected", json!({"sid": sid}), t)?;
+    Ok(sid)
+}
+
+fn wait_recorded(emulator: &mut PyService, sid: &str, seconds: u64) -> Result<()> {
+    let sid = sid.to_string();
+    emulator.control.wait_event(
+        &format!("{seconds} s of audio from the gateway"),
+        Duration::from_secs(seconds * 3 + 10),
+        |e| {
+            e["event"] == json!("rx-audio")
+                && e["sid"] == json!(sid)
+                && e["seconds"].as_u64().is_some_and(|s| s >= seconds)
+        },
+    )?;
+    Ok(())
 }

@@ -9,6 +9,13 @@ use std::process::Command;
 /// Encodes an 8 kHz mono WAV as G.711 µ-law (with sox, independent of the gateway's codec) and
 /// writes it as a pcap of 20 ms RTP packets (PT 0) for SIPp's `play_pcap_audio`.
 pub fn write_pcmu_pcap(wav: &Path, out: &Path) -> Result<()> {
+    write_pcmu_pcap_from(wav, out, 0)
+}
+
+/// As [`write_pcmu_pcap`], its RTP sequence numbers and timestamps continuing a stream whose
+/// first `first_packet` packets were another pcap (the same stream going on, e.g. a callee's
+/// early media and then its answered call).
+pub fn write_pcmu_pcap_from(wav: &Path, out: &Path, first_packet: usize) -> Result<()> {
     let raw = out.with_extension("ulaw");
     proc::run(
         Command::new("sox")
@@ -25,13 +32,19 @@ pub fn write_pcmu_pcap(wav: &Path, out: &Path) -> Result<()> {
         "{} is shorter than one packet",
         wav.display()
     );
-    std::fs::write(out, rtp_pcap(&payload, 0, 160))
+    std::fs::write(out, rtp_pcap_from(&payload, 0, 160, first_packet))
         .with_context(|| format!("writing {}", out.display()))
 }
 
 /// A pcap (Ethernet link type) of RTP packets carrying `payload` in `per_packet`-byte chunks,
 /// one every 20 ms. SIPp rewrites addresses and ports when it plays it.
 pub fn rtp_pcap(payload: &[u8], pt: u8, per_packet: usize) -> Vec<u8> {
+    rtp_pcap_from(payload, pt, per_packet, 0)
+}
+
+/// As [`rtp_pcap`], the RTP sequence numbers and timestamps starting as if `first_packet`
+/// packets came before (the capture times still start at 0).
+pub fn rtp_pcap_from(payload: &[u8], pt: u8, per_packet: usize, first_packet: usize) -> Vec<u8> {
     let mut f = Vec::new();
     // Global header: magic, v2.4, tz 0, sigfigs 0, snaplen 65535, LINKTYPE_ETHERNET.
     f.extend(0xa1b2_c3d4u32.to_le_bytes());
@@ -43,9 +56,10 @@ pub fn rtp_pcap(payload: &[u8], pt: u8, per_packet: usize) -> Vec<u8> {
     f.extend(1u32.to_le_bytes());
     let ssrc = 0x1234_5678u32;
     for (i, chunk) in payload.chunks_exact(per_packet).enumerate() {
-        let mut rtp = vec![0x80, pt | if i == 0 { 0x80 } else { 0 }];
-        rtp.extend((1000u16.wrapping_add(i as u16)).to_be_bytes());
-        rtp.extend(((i * per_packet) as u32).to_be_bytes());
+        let n = first_packet + i;
+        let mut rtp = vec![0x80, pt | if n == 0 { 0x80 } else { 0 }];
+        rtp.extend((1000u16.wrapping_add(n as u16)).to_be_bytes());
+        rtp.extend(((n * per_packet) as u32).to_be_bytes());
         rtp.extend(ssrc.to_be_bytes());
         rtp.extend(chunk);
         let udp_len = 8 + rtp.len();
@@ -136,6 +150,42 @@ impl SippCall {
             dir: dir.to_path_buf(),
             media_port,
         })
+    }
+
+    /// Starts SIPp as a callee (user agent server) running `scenario` (a file in
+    /// `tests/lab/sipp`) for one call, in `dir/<scenario name>`, on a free port; returns once it
+    /// listens, with that port.
+    pub fn uas(dir: &Path, scenario: &str) -> Result<(Self, u16)> {
+        let dir = dir.join(scenario.trim_end_matches(".xml"));
+        std::fs::create_dir_all(&dir)?;
+        let port = net::free_udp_tcp_port()?;
+        let media_port = net::free_udp_tcp_port()?;
+        let mut cmd = Command::new("sipp");
+        cmd.current_dir(&dir)
+            .arg("-sf")
+            .arg(paths::lab_dir().join("sipp").join(scenario))
+            .args(["-i", "127.0.0.1", "-mi", "127.0.0.1"])
+            .args(["-p", &port.to_string(), "-mp", &media_port.to_string()])
+            .args(["-m", "1", "-nostdin", "-timeout", "60s", "-timeout_error"])
+            .args(["-trace_err", "-trace_msg"]);
+        let mut proc = Supervised::spawn("sipp", cmd, &dir.join("sipp.log"))?;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while std::net::UdpSocket::bind((net::LOOPBACK, port)).is_ok() {
+            proc.check_alive()?;
+            ensure!(
+                std::time::Instant::now() < deadline,
+                "SIPp did not bind {port}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        Ok((
+            Self {
+                proc,
+                dir,
+                media_port,
+            },
+            port,
+        ))
     }
 
     /// Waits for the scenario to finish and fails (with SIPp's own error trace) unless the call
