@@ -26,6 +26,10 @@ pub const MAX_EXCESS: Duration = Duration::from_millis(60);
 const MAX_CONCEALED_RUN: u64 = 5;
 /// A sequence number this far from the newest one means the sender restarted (RFC 3550 A.1).
 const MAX_SEQ_JUMP: u64 = 1000;
+/// A packet this much older than the newest is not reordering (RFC 3550 A.1's MAX_MISORDER):
+/// either a stray, or a sender that restarted its numbers lower with the same SSRC (early media
+/// then the answer, from some PBXs). The next packet in sequence after it confirms a restart.
+const MAX_MISORDER: u64 = 100;
 /// Extended sequence numbers start here so reordering before the first packet cannot underflow.
 const SEQ_BASE: u64 = 1 << 32;
 
@@ -94,6 +98,9 @@ pub struct JitterBuffer {
     cursor: Option<u64>,
     /// Newest extended sequence number and its timestamp.
     newest: Option<(u64, u32)>,
+    /// After a packet far older than the newest: the sequence number that, arriving next,
+    /// confirms the sender restarted.
+    restart_seq: Option<u16>,
     /// Timestamp units per packet, learnt from consecutive packets (20 ms until then).
     packet_ts: u32,
     /// First extended sequence number of the current run, for the loss count.
@@ -118,6 +125,7 @@ impl JitterBuffer {
             state: State::Idle,
             cursor: None,
             newest: None,
+            restart_seq: None,
             packet_ts: clock_rate / 50,
             first_seq: None,
             expected_before: 0,
@@ -151,11 +159,17 @@ impl JitterBuffer {
         if let Some((newest, newest_ts)) = self.newest {
             let backwards_in_time =
                 ext == newest + 1 && (timestamp.wrapping_sub(newest_ts) as i32) < 0;
-            if ext.abs_diff(newest) > MAX_SEQ_JUMP || backwards_in_time {
+            let confirmed = self.restart_seq == Some(seq);
+            if ext.abs_diff(newest) > MAX_SEQ_JUMP || backwards_in_time || confirmed {
                 self.restart();
                 ext = SEQ_BASE + u64::from(seq);
+            } else if ext + MAX_MISORDER < newest {
+                self.restart_seq = Some(seq.wrapping_add(1));
+                self.stats.late += 1;
+                return Pushed::Late;
             }
         }
+        self.restart_seq = None;
         self.update_jitter(now, timestamp);
 
         if self.cursor.is_some_and(|c| ext < c) {
@@ -485,6 +499,35 @@ mod tests {
         assert_eq!(r.jb.stats().restarts, 2);
         assert_eq!(r.pop(111), "-");
         assert_eq!(r.pop(151), "30001");
+    }
+
+    #[test]
+    fn numbers_restarting_a_few_hundred_lower_restart_the_stream_on_the_second_packet() {
+        let mut r = Run::new();
+        r.push(0, 1000);
+        r.push(20, 1001);
+        assert_eq!(r.pop(40), "1000");
+        assert_eq!(r.pop(60), "1001");
+        // The answer after early media: the same SSRC, numbers from 700 again.
+        assert_eq!(r.push(70, 700), Pushed::Late);
+        assert_eq!(r.push(90, 701), Pushed::Accepted);
+        assert_eq!(r.jb.stats().restarts, 1);
+        r.push(110, 702);
+        assert_eq!(r.pop(131), "701");
+        assert_eq!(r.pop(151), "702");
+    }
+
+    #[test]
+    fn one_stray_packet_from_long_ago_is_dropped_without_a_restart() {
+        let mut r = Run::new();
+        r.push(0, 1000);
+        assert_eq!(r.pop(40), "1000");
+        assert_eq!(r.push(45, 700), Pushed::Late);
+        assert_eq!(r.push(50, 1001), Pushed::Accepted);
+        assert_eq!(r.pop(60), "1001");
+        // 701 after an in-sequence packet is another stray, not a confirmation.
+        assert_eq!(r.push(65, 701), Pushed::Late);
+        assert_eq!(r.jb.stats().restarts, 0);
     }
 
     #[test]
