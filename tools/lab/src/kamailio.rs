@@ -118,7 +118,7 @@ impl Registrar {
     }
 
     /// The requests it received, one line each: `<METHOD> <request-uri> from <ip>:<port>
-    /// (fU=<from user>)`, in order.
+    /// (fU=<from user>) tx=<Call-ID>/<CSeq>`, in order (retransmissions included).
     pub fn requests(&self) -> Vec<String> {
         std::fs::read_to_string(self.proc.log_path())
             .unwrap_or_default()
@@ -127,13 +127,20 @@ impl Registrar {
             .collect()
     }
 
-    /// How many `method` requests it received.
+    /// How many `method` requests it received, as transactions: a retransmission (same Call-ID
+    /// and CSeq, which a loaded machine makes over UDP) counts once.
     pub fn count(&self, method: &str) -> usize {
         let prefix = format!("{method} ");
-        self.requests()
-            .iter()
+        let transactions: std::collections::HashSet<String> = self
+            .requests()
+            .into_iter()
             .filter(|r| r.starts_with(&prefix))
-            .count()
+            .map(|r| match r.rsplit_once(" tx=") {
+                Some((_, tx)) => tx.to_string(),
+                None => r,
+            })
+            .collect();
+        transactions.len()
     }
 
     pub fn log_tail(&self, lines: usize) -> String {
