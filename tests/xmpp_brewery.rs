@@ -197,26 +197,35 @@ impl Jicofo {
             .attr("to".try_into().unwrap(), format!("{BREWERY}/focus"))
             .append(Element::builder("x", NS_MUC).build())
             .build();
-        self.client
-            .send_stanza(Stanza::try_from(join)?)
-            .await
-            .context("sending the focus join")?;
         let mut before = VecDeque::new();
-        within("focus join", async {
-            loop {
-                let stanza = self.next_raw().await?;
-                if let Stanza::Presence(p) = &stanza {
-                    if p.from.as_ref().map(|f| f.to_string()) == Some(format!("{BREWERY}/focus")) {
-                        return Ok::<_, anyhow::Error>(());
+        // Now and then (2 runs in 14 here) this tokio-xmpp client never hands us the answer although
+        // Prosody sent it and the client acknowledged it (XEP-0198 h counts it): the join is
+        // sent again after a pause (a repeated join is only a presence update to the room).
+        for _ in 0..5 {
+            self.client
+                .send_stanza(Stanza::try_from(join.clone())?)
+                .await
+                .context("sending the focus join")?;
+            let answered = tokio::time::timeout(Duration::from_secs(3), async {
+                loop {
+                    let stanza = self.next_raw().await?;
+                    if let Stanza::Presence(p) = &stanza {
+                        let from = p.from.as_ref().map(|f| f.to_string());
+                        if from == Some(format!("{BREWERY}/focus")) {
+                            return Ok::<_, anyhow::Error>(());
+                        }
                     }
+                    before.push_back(stanza);
                 }
-                eprintln!("DEBUG before join: {:?}", stanza);
-                before.push_back(stanza);
+            })
+            .await;
+            if let Ok(result) = answered {
+                result?;
+                self.buffered.extend(before);
+                return Ok(());
             }
-        })
-        .await??;
-        self.buffered.extend(before);
-        Ok(())
+        }
+        bail!("no focus join after five tries")
     }
 
     async fn next_raw(&mut self) -> Result<Stanza> {
