@@ -286,6 +286,27 @@ async fn refreshes_and_options_keep_alives_go_over_the_tls_connection() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn crlf_keep_alives_keep_the_connection_and_its_binding() {
+    let dir = paths::run_dir("sip_tls-crlf").unwrap();
+    let kamailio = registrar(&dir);
+    let (server, _calls) = gateway(
+        &kamailio,
+        &["sip.keep_alive_method=crlf", "sip.keep_alive_interval_s=1"],
+    )
+    .await;
+    let mut states = server.registration();
+    wait_for(&mut states, WAIT, "Registered", registered).await;
+    let (contact, _) = binding(&kamailio);
+    // Kamailio answers each ping with a CRLF: were that taken for a broken message, the
+    // connection would close and the gateway register again on a new one.
+    let changed = tokio::time::timeout(Duration::from_secs(4), states.changed()).await;
+    assert!(changed.is_err(), "{:?}", *states.borrow());
+    assert_eq!(requests(&kamailio, "REGISTER").len(), 2);
+    assert_eq!(binding(&kamailio).0, contact);
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_closed_connection_is_reopened_and_registered_again_at_once() {
     let dir = paths::run_dir("sip_tls-reconnect").unwrap();
     let mut kamailio = registrar(&dir);

@@ -334,28 +334,23 @@ async fn register(
     register_uri: &Uri,
     expires: u32,
 ) -> Outcome {
-    match client.reach_server().await {
-        Ok(false) => {}
-        // A new connection: the binding must name it.
-        Ok(true) => match client.contact_uri() {
-            Ok(uri) => {
-                registration.contact = Some(Contact {
-                    display_name: None,
-                    uri,
-                    params: vec![],
-                })
-            }
-            Err(e) => {
-                return Outcome::Unreachable {
-                    error: e.to_string(),
-                }
-            }
-        },
-        Err(e) => {
-            return Outcome::Unreachable {
-                error: e.to_string(),
-            }
+    let opened = client.reach_server().await.map_err(|e| e.to_string());
+    // A new connection: the binding must name it.
+    let contact = match opened {
+        Ok(true) => client.contact_uri().map(Some).map_err(|e| e.to_string()),
+        Ok(false) => Ok(None),
+        Err(error) => Err(error),
+    };
+    match contact {
+        Ok(Some(uri)) => {
+            registration.contact = Some(Contact {
+                display_name: None,
+                uri,
+                params: vec![],
+            })
         }
+        Ok(None) => {}
+        Err(error) => return Outcome::Unreachable { error },
     }
     let result = registration
         .register(register_uri.clone(), Some(expires))

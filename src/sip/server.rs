@@ -369,8 +369,8 @@ impl SipServer {
 
     /// An outgoing INVITE through the account's proxy (`sip.server`), or straight to the
     /// destination URI when no server is configured. Fails at once when the destination or an
-    /// extra header cannot be written into the request; everything after that arrives as
-    /// events on the dialog.
+    /// extra header cannot be written into the request, or the TLS connection to the server
+    /// cannot be opened; everything after that arrives as events on the dialog.
     pub async fn call(&self, call: OutgoingCall) -> Result<OutgoingDialog, SipError> {
         self.client.reach_server().await?;
         self.client.call(call)

@@ -434,3 +434,120 @@ impl ServerCertVerifier for AnyCertificate {
         self.0.signature_verification_algorithms.supported_schemes()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sip::test_settings;
+
+    fn temp_file(bytes: &[u8]) -> tempfile::NamedTempFile {
+        let mut file = tempfile::NamedTempFile::new().unwrap();
+        std::io::Write::write_all(&mut file, bytes).unwrap();
+        file
+    }
+
+    fn ca_file_error(path: &Path) -> String {
+        match ca_file(path) {
+            Err(e) => e.to_string(),
+            Ok(_) => panic!("{} accepted", path.display()),
+        }
+    }
+
+    #[test]
+    fn pem_written_for_rsipstack_reads_back_as_the_same_certificate() {
+        let der = CertificateDer::from((0..=255u8).cycle().take(700).collect::<Vec<_>>());
+        let pem = pem_of(&der);
+        let text = String::from_utf8(pem.clone()).unwrap();
+        assert!(text.lines().all(|l| l.len() <= 64), "{text}");
+        let back: Vec<_> = CertificateDer::pem_slice_iter(&pem)
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(back, [der]);
+    }
+
+    #[test]
+    fn a_ca_file_that_is_missing_empty_or_not_a_ca_says_so_naming_the_file() {
+        let missing = Path::new("/nonexistent/sip-ca.pem");
+        assert!(
+            ca_file_error(missing)
+                .starts_with("sip.tls_ca_file /nonexistent/sip-ca.pem: cannot read it:"),
+            "{}",
+            ca_file_error(missing)
+        );
+        let empty = temp_file(b"# nothing here\n");
+        assert!(
+            ca_file_error(empty.path()).ends_with("no certificate in it (expected PEM)"),
+            "{}",
+            ca_file_error(empty.path())
+        );
+        // PEM, but not a certificate anyone could check a chain against.
+        let junk = temp_file(&pem_of(&CertificateDer::from(vec![0x30, 0x03, 1, 2, 3])));
+        assert!(
+            ca_file_error(junk.path()).contains("not a usable CA certificate"),
+            "{}",
+            ca_file_error(junk.path())
+        );
+    }
+
+    #[tokio::test]
+    async fn tls_settings_apply_only_to_a_tls_server() {
+        let layer = TransportLayer::new(CancellationToken::new());
+        let cancel = CancellationToken::new();
+        let udp = test_settings(&["sip.uri=gw@pbx.example.com", "sip.tls_ca_file=/missing"]);
+        assert!(ServerTls::from_settings(&udp, &layer, &cancel)
+            .unwrap()
+            .is_none());
+        let tls = test_settings(&[
+            "sip.uri=gw@pbx.example.com",
+            "sip.server_transport=tls",
+            "sip.tls_ca_file=/missing",
+        ]);
+        let err = ServerTls::from_settings(&tls, &layer, &cancel)
+            .err()
+            .expect("a missing CA file is an error at start");
+        assert!(matches!(err, TlsError::CaFile { .. }), "{err}");
+        // Not checking needs no CA certificates at all.
+        let any = test_settings(&[
+            "sip.uri=gw@pbx.example.com",
+            "sip.server_transport=tls",
+            "sip.tls_verify=false",
+        ]);
+        let server = ServerTls::from_settings(&any, &layer, &cancel)
+            .unwrap()
+            .unwrap();
+        assert_eq!(server.server(), "pbx.example.com:5060");
+        assert!(server.destination().is_none(), "nothing open yet");
+    }
+
+    #[test]
+    fn certificate_failures_say_what_is_wrong_and_what_to_set() {
+        let trusted = "the system's CA certificates";
+        let unknown = rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer);
+        assert_eq!(
+            describe(&unknown, trusted),
+            "its certificate is not signed by a CA in the system's CA certificates (set \
+             sip.tls_ca_file to the certificate of the CA that signed it)"
+        );
+        let wrong_name =
+            rustls::Error::InvalidCertificate(CertificateError::NotValidForNameContext {
+                expected: ServerName::try_from("pbx.example.com").unwrap(),
+                presented: vec!["DnsName(\"other.example.com\")".into()],
+            });
+        assert_eq!(
+            describe(&wrong_name, trusted),
+            "its certificate is not for pbx.example.com (it names DnsName(\"other.example.com\"))"
+        );
+        let expired = rustls::Error::InvalidCertificate(CertificateError::Expired);
+        assert_eq!(describe(&expired, trusted), "its certificate has expired");
+        let alert = rustls::Error::AlertReceived(rustls::AlertDescription::HandshakeFailure);
+        assert_eq!(
+            describe(&alert, trusted),
+            "the server ended the handshake (HandshakeFailure)"
+        );
+        // Through tokio-rustls, the rustls error travels inside an io::Error.
+        let io = std::io::Error::new(std::io::ErrorKind::InvalidData, unknown);
+        assert!(describe_io(&io, trusted).starts_with("its certificate is not signed"));
+        let reset = std::io::Error::from(std::io::ErrorKind::ConnectionReset);
+        assert_eq!(describe_io(&reset, trusted), reset.to_string());
+    }
+}
