@@ -166,6 +166,34 @@ async fn registers_over_tls_with_digest_and_the_binding_is_the_tls_connection() 
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_server_given_by_name_is_resolved_and_its_certificate_checked_for_that_name() {
+    let dir = paths::run_dir("sip_tls-by-name").unwrap();
+    let kamailio = registrar(&dir);
+    // The lab certificate names localhost (and 127.0.0.1).
+    let (server, _calls) = gateway(&kamailio, &["sip.server=localhost"]).await;
+    wait_registered(&server).await;
+    let registers = requests(&kamailio, "REGISTER");
+    let target = format!(
+        "register sip:localhost:{};transport=tls ",
+        tls_port(&kamailio)
+    );
+    assert!(
+        registers
+            .iter()
+            .all(|r| r.to_ascii_lowercase().starts_with(&target)),
+        "{registers:?}"
+    );
+    let (contact, _) = binding(&kamailio);
+    assert!(
+        registers
+            .iter()
+            .all(|r| r.contains(&format!(" from 127.0.0.1:{} ", contact_port(&contact)))),
+        "{registers:?} {contact}"
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_certificate_from_an_unknown_ca_fails_clearly_and_backs_off_and_the_ca_file_fixes_it() {
     let dir = paths::run_dir("sip_tls-unknown-ca").unwrap();
     let kamailio = registrar(&dir);

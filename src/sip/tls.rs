@@ -174,7 +174,7 @@ impl ServerTls {
             return Ok(None);
         }
         let server = self.server();
-        let addr = self.resolve().await?;
+        let (remote, addr) = self.resolve(layer).await?;
         let tcp = match tokio::time::timeout(DIAL_TIMEOUT, TcpStream::connect(addr)).await {
             Ok(Ok(tcp)) => tcp,
             Ok(Err(e)) => {
@@ -211,10 +211,6 @@ impl ServerTls {
                 })
             }
         };
-        let remote = SipAddr {
-            r#type: Some(rsipstack::sip::Transport::Tls),
-            addr: addr.into(),
-        };
         let closed = self.cancel.child_token();
         let connection =
             TlsConnection::from_client_stream(stream, remote.clone(), Some(closed.clone()))
@@ -239,20 +235,39 @@ impl ServerTls {
         }
     }
 
-    async fn resolve(&self) -> Result<SocketAddr, TlsError> {
-        let name = match &self.host {
-            Host::Ip(ip) => return Ok(SocketAddr::new(*ip, self.port)),
-            Host::Name(name) => name.as_str(),
+    /// The server's address as rsipstack's transport layer resolves it (its resolver, not the
+    /// system's: requests find the connection under exactly that address).
+    async fn resolve(&self, layer: &TransportLayer) -> Result<(SipAddr, SocketAddr), TlsError> {
+        let tls = Some(rsipstack::sip::Transport::Tls);
+        let remote = match &self.host {
+            Host::Ip(ip) => SipAddr {
+                r#type: tls,
+                addr: SocketAddr::new(*ip, self.port).into(),
+            },
+            Host::Name(name) => {
+                let target = SipAddr {
+                    r#type: tls,
+                    addr: rsipstack::sip::HostWithPort {
+                        host: rsipstack::sip::Host::Domain(name.as_str().to_string().into()),
+                        port: Some(self.port.into()),
+                    },
+                };
+                layer
+                    .inner
+                    .domain_resolver
+                    .resolve(&target)
+                    .await
+                    .map_err(|e| TlsError::Resolve {
+                        server: self.server(),
+                        why: e.to_string(),
+                    })?
+            }
         };
-        let error = |why: String| TlsError::Resolve {
+        let addr = remote.get_socketaddr().map_err(|e| TlsError::Resolve {
             server: self.server(),
-            why,
-        };
-        tokio::net::lookup_host((name, self.port))
-            .await
-            .map_err(|e| error(e.to_string()))?
-            .next()
-            .ok_or_else(|| error("no address".to_string()))
+            why: e.to_string(),
+        })?;
+        Ok((remote, addr))
     }
 }
 
