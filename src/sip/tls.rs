@@ -28,7 +28,7 @@ use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore};
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::info;
 
 use super::server::lock;
 use crate::config::{Host, SipSettings, Transport};
@@ -107,8 +107,8 @@ impl ServerTls {
             return Ok(None);
         }
         let server = format!("{host}:{}", settings.server_port);
+        // Not checking is warned about with the configuration's warnings.
         let trust = if !settings.tls_verify {
-            warn!(%server, "sip.tls_verify = false: the SIP server's certificate is not checked");
             Trust::Any
         } else if let Some(path) = &settings.tls_ca_file {
             ca_file(path)?
