@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Display;
+use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -107,6 +108,35 @@ fn warnings(settings: &Settings) -> Vec<String> {
              set JIGASI_SIP_PASSWORD or sip.password to the SIP account's password"
                 .to_owned(),
         );
+    }
+    out.extend(sip_tls_warnings(&settings.sip));
+    out
+}
+
+/// The TLS settings towards the SIP server: not checking the certificate, and settings that
+/// have no effect.
+fn sip_tls_warnings(sip: &SipSettings) -> Vec<String> {
+    let mut out = Vec::new();
+    let tls = sip.server_transport == Transport::Tls;
+    if tls && !sip.tls_verify {
+        out.push(
+            "sip.tls_verify = false: the SIP server's TLS certificate is not checked; anyone on \
+             the path can pose as the server, read and change the calls"
+                .to_owned(),
+        );
+    }
+    if let Some(file) = &sip.tls_ca_file {
+        if !tls {
+            out.push(format!(
+                "sip.tls_ca_file ({}) is ignored: sip.server_transport is not tls",
+                file.display()
+            ));
+        } else if !sip.tls_verify {
+            out.push(format!(
+                "sip.tls_ca_file ({}) is ignored: sip.tls_verify = false accepts any certificate",
+                file.display()
+            ));
+        }
     }
     out
 }
@@ -233,6 +263,8 @@ fn sip(r: &mut Reader<'_>) -> Option<SipSettings> {
         }
     }
     let server_transport = r.req("sip.server_transport", Transport::from_str);
+    let tls_ca_file = r.opt("sip.tls_ca_file", parse_text);
+    let tls_verify = r.req("sip.tls_verify", parse_bool);
     let keep_alive_method = r.req("sip.keep_alive_method", KeepAliveMethod::from_str);
     let keep_alive_interval = r.req("sip.keep_alive_interval_s", |t| {
         parse_u64(t, 1, 3600, "a number of seconds")
@@ -260,6 +292,8 @@ fn sip(r: &mut Reader<'_>) -> Option<SipSettings> {
         server: server?,
         server_port: server_port?,
         server_transport: server_transport?,
+        tls_ca_file: tls_ca_file?.map(PathBuf::from),
+        tls_verify: tls_verify?,
         keep_alive_method: keep_alive_method?,
         keep_alive_interval: Duration::from_secs(keep_alive_interval?),
         default_room: default_room?,

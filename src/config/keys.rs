@@ -293,7 +293,7 @@ pub(crate) static KEYS: &[KeySpec] = &[
     k(
         "sip.transports",
         List,
-        "SIP transports to listen on: udp, tcp, tls",
+        "SIP transports to listen on: udp, tcp (tls: not supported for listening, the gateway refuses to start)",
     )
     .defs(&["udp", "tcp"]),
     k(
@@ -331,6 +331,17 @@ pub(crate) static KEYS: &[KeySpec] = &[
     )
     .def("udp")
     .env(&[Var("JIGASI_SIP_TRANSPORT")]),
+    k(
+        "sip.tls_ca_file",
+        Str,
+        "with server_transport tls: PEM file of the CAs the server's certificate must chain to (default: the system's)",
+    ),
+    k(
+        "sip.tls_verify",
+        Bool,
+        "with server_transport tls: check the server's certificate (CA and name); false accepts any",
+    )
+    .def("true"),
     k(
         "sip.keep_alive_method",
         Str,

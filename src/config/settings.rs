@@ -1,6 +1,7 @@
 //! The typed settings: only validated values, grouped like the TOML tables.
 
 use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use super::values::{
@@ -85,6 +86,11 @@ pub struct SipSettings {
     pub server: Option<Host>,
     pub server_port: u16,
     pub server_transport: Transport,
+    /// With `server_transport` TLS: the CA certificates (a PEM file) the server's certificate
+    /// must chain to; `None`: the system's.
+    pub tls_ca_file: Option<PathBuf>,
+    /// With `server_transport` TLS: check the server's certificate; false accepts any.
+    pub tls_verify: bool,
     pub keep_alive_method: KeepAliveMethod,
     pub keep_alive_interval: Duration,
     pub default_room: Option<RoomName>,

@@ -1451,3 +1451,102 @@ fn allowed_peers_are_addresses_or_cidr_ranges() {
         assert!(error.contains("sip.allowed_peers"), "{bad}: {error}");
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// TLS towards the SIP server
+
+#[test]
+fn tls_to_the_sip_server_verifies_with_the_system_roots_by_default() {
+    let s = ok(load_env(&[("JIGASI_SIP_TRANSPORT", "TLS")])).settings;
+    assert_eq!(s.sip.server_transport, Transport::Tls);
+    assert_eq!(s.sip.tls_ca_file, None);
+    assert!(s.sip.tls_verify);
+}
+
+#[test]
+fn a_private_ca_file_is_taken_as_a_path_and_verification_stays_on() {
+    let env = docker_env(&[("JIGASI_SIP_TRANSPORT", "tls")]);
+    let loaded = ok(load_with(
+        None,
+        &env,
+        &[set("sip.tls_ca_file", " /etc/jitsi/sip ca.pem ")],
+    ));
+    let sip = &loaded.settings.sip;
+    assert_eq!(
+        sip.tls_ca_file.as_deref(),
+        Some(Path::new("/etc/jitsi/sip ca.pem"))
+    );
+    assert!(sip.tls_verify);
+    assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+    let file = temp_toml("[xmpp]\npassword = \"p\"\n[sip]\ntls_ca_file = \"ca.pem\"\n");
+    let loaded = ok(load_with(Some(file.path()), &env_of(&[]), &[]));
+    assert_eq!(
+        loaded.origin("sip.tls_ca_file"),
+        Some(&Origin::File(file.path().to_path_buf()))
+    );
+}
+
+#[test]
+fn turning_tls_verification_off_is_warned_about() {
+    let env = docker_env(&[("JIGASI_SIP_TRANSPORT", "tls")]);
+    let loaded = ok(load_with(None, &env, &[set("sip.tls_verify", "false")]));
+    assert!(!loaded.settings.sip.tls_verify);
+    assert_eq!(loaded.warnings.len(), 1, "{:?}", loaded.warnings);
+    assert!(
+        loaded.warnings[0]
+            .starts_with("sip.tls_verify = false: the SIP server's TLS certificate is not checked"),
+        "{}",
+        loaded.warnings[0]
+    );
+    // Over UDP it changes nothing, so nothing to warn about.
+    let loaded = ok(load_with(
+        None,
+        &docker_env(&[]),
+        &[set("sip.tls_verify", "no")],
+    ));
+    assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+}
+
+#[test]
+fn a_ca_file_that_cannot_take_effect_is_warned_about() {
+    let udp = ok(load_with(
+        None,
+        &docker_env(&[]),
+        &[set("sip.tls_ca_file", "/ca.pem")],
+    ));
+    assert_eq!(
+        udp.warnings,
+        ["sip.tls_ca_file (/ca.pem) is ignored: sip.server_transport is not tls"]
+    );
+    let unverified = ok(load_with(
+        None,
+        &docker_env(&[("JIGASI_SIP_TRANSPORT", "tls")]),
+        &[
+            set("sip.tls_ca_file", "/ca.pem"),
+            set("sip.tls_verify", "0"),
+        ],
+    ));
+    assert_eq!(unverified.warnings.len(), 2, "{:?}", unverified.warnings);
+    assert_eq!(
+        unverified.warnings[1],
+        "sip.tls_ca_file (/ca.pem) is ignored: sip.tls_verify = false accepts any certificate"
+    );
+}
+
+#[test]
+fn bad_tls_values_name_their_key() {
+    let e = the_error(load_with(
+        None,
+        &docker_env(&[]),
+        &[set("sip.tls_verify", "maybe")],
+    ));
+    assert!(e.starts_with("sip.tls_verify = \"maybe\""), "{e}");
+    assert!(e.contains("not a boolean"), "{e}");
+    let e = the_error(load_with(
+        None,
+        &docker_env(&[]),
+        &[set("sip.tls_ca_file", "ca\u{7}.pem")],
+    ));
+    assert!(e.starts_with("sip.tls_ca_file"), "{e}");
+    assert!(e.contains("control characters"), "{e}");
+}

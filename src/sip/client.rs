@@ -1,6 +1,6 @@
 //! The client side on rsipstack: the account's registration (the [`Refresher`] driven against a
 //! real registrar, keep-alives, Expires: 0 on shutdown) and outgoing calls ([`OutgoingDialog`]).
-//! rsipstack types stay in this file, `server.rs` and `udp.rs`.
+//! rsipstack types stay in this file, `server.rs`, `tls.rs` and `udp.rs`.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -35,6 +35,7 @@ use super::outgoing::{
 use super::registration::{Action, Outcome, Refresher, RegistrationState};
 use super::sdp::{self, SdpOffer};
 use super::server::{lock, serve, spawn_until, DialogEvent, Served, SipError};
+use super::tls::{ServerTls, TlsError};
 use crate::config::{KeepAliveMethod, SipSettings, Transport};
 
 const EVENT_QUEUE: usize = 64;
@@ -51,6 +52,8 @@ pub(crate) struct Client {
     contact: Mutex<SocketAddr>,
     /// Stops the tasks of outgoing calls with the server.
     cancel: CancellationToken,
+    /// With `sip.server_transport = tls`: the connection to the server.
+    tls: Option<ServerTls>,
 }
 
 fn uri(text: &str) -> Result<Uri, SipError> {
@@ -64,6 +67,7 @@ impl Client {
         endpoint: EndpointInnerRef,
         contact: SocketAddr,
         cancel: CancellationToken,
+        tls: Option<ServerTls>,
     ) -> Client {
         Client {
             layer,
@@ -71,6 +75,28 @@ impl Client {
             account: Account::from_settings(settings),
             contact: Mutex::new(contact),
             cancel,
+            tls,
+        }
+    }
+
+    /// Over TLS, opens the connection to the server unless one is open; a new one becomes our
+    /// Contact (the server reaches us on it). Whether it did. Nothing for UDP and TCP.
+    pub async fn reach_server(&self) -> Result<bool, TlsError> {
+        let Some(tls) = &self.tls else {
+            return Ok(false);
+        };
+        let Some(contact) = tls.connect(&self.endpoint.transport_layer).await? else {
+            return Ok(false);
+        };
+        *lock(&self.contact) = contact;
+        Ok(true)
+    }
+
+    /// Returns when the TLS connection to the server closes; never without one.
+    async fn server_closed(&self) {
+        match &self.tls {
+            Some(tls) => tls.closed().await,
+            None => std::future::pending().await,
         }
     }
 
@@ -137,6 +163,8 @@ impl Client {
             contact: self.contact_uri()?,
             credential: self.credential(),
             headers: Some(headers),
+            // Over TLS: the open connection; then the Via says TLS too.
+            destination: self.tls.as_ref().and_then(ServerTls::destination),
             ..Default::default()
         };
         let (state_tx, state_rx) = self.layer.new_dialog_state_channel();
@@ -219,15 +247,20 @@ pub(crate) async fn run_registration(
                     refresher.register_now(Instant::now());
                 }
             }
+            _ = client.server_closed() => {
+                // The binding names the closed connection: the server cannot reach us now.
+                if matches!(refresher.state(), RegistrationState::Registered { .. }) {
+                    warn!(%registrar, "connection to the registrar closed: registering again");
+                    refresher.register_now(Instant::now());
+                }
+            }
             _ = tokio::time::sleep_until(due) => {
                 match refresher.handle_timeout(Instant::now()) {
                     Some(Action::Register) => {
                         let expires = refresher.requested().as_secs().min(u64::from(u32::MAX)) as u32;
                         let outcome = tokio::select! {
                             _ = stop.cancelled() => break,
-                            result = registration.register(register_uri.clone(), Some(expires)) => {
-                                outcome_of(result, &registration, account.credentials.is_some())
-                            }
+                            outcome = register(&client, &mut registration, &register_uri, expires) => outcome,
                         };
                         let before = refresher.state().clone();
                         let now_state = refresher.handle_outcome(Instant::now(), outcome).clone();
@@ -292,6 +325,37 @@ fn prepare(client: &Client, server_uri: &str, aor: &str) -> Result<(Uri, Registr
         params: vec![],
     });
     Ok((register_uri, registration))
+}
+
+/// One REGISTER; over TLS, on the connection to the registrar, opened first when needed.
+async fn register(
+    client: &Client,
+    registration: &mut Registration,
+    register_uri: &Uri,
+    expires: u32,
+) -> Outcome {
+    let opened = client.reach_server().await.map_err(|e| e.to_string());
+    // A new connection: the binding must name it.
+    let contact = match opened {
+        Ok(true) => client.contact_uri().map(Some).map_err(|e| e.to_string()),
+        Ok(false) => Ok(None),
+        Err(error) => Err(error),
+    };
+    match contact {
+        Ok(Some(uri)) => {
+            registration.contact = Some(Contact {
+                display_name: None,
+                uri,
+                params: vec![],
+            })
+        }
+        Ok(None) => {}
+        Err(error) => return Outcome::Unreachable { error },
+    }
+    let result = registration
+        .register(register_uri.clone(), Some(expires))
+        .await;
+    outcome_of(result, registration, client.account.credentials.is_some())
 }
 
 fn outcome_of(

@@ -6,6 +6,7 @@
 //!   server        SipServer, IncomingCall, SipDialog, DialogEvent   (the rsipstack users, with
 //!   client        registration driver, OutgoingDialog                client and udp)
 //!   udp           the screened UDP socket under rsipstack's transport
+//!   tls           the TLS connection to sip.server (server_transport = tls)
 //!   screen        first look at each datagram: 400/501/505/513 for what the stack cannot take
 //!   policy        new call, dialog request, OPTIONS, 403/405/…/481                     (pure)
 //!   account       From, REGISTER target, Request-URI of a dialled number               (pure)
@@ -24,6 +25,7 @@ mod registration;
 mod screen;
 pub mod sdp;
 mod server;
+mod tls;
 mod udp;
 
 pub use crate::config::Transport;
@@ -33,6 +35,7 @@ pub use headers::{Headers, InvalidNameAddr, NameAddr, Reason};
 pub use outgoing::{InvalidHeader, OutgoingCall, OutgoingEvent};
 pub use registration::RegistrationState;
 pub use server::{DialogEvent, IncomingCall, SipDialog, SipError, SipServer};
+pub use tls::TlsError;
 
 /// SIP settings as the gateway loads them, with `sets` (`key=value`) on top of the defaults.
 #[cfg(test)]

@@ -62,6 +62,9 @@ pub(crate) enum Outcome {
     },
     /// No final response: the transaction timed out or the transport failed.
     NoResponse { error: String },
+    /// Not sent: the registrar cannot be reached (the TLS connection to it failed); `error`
+    /// says why and becomes the state's reason as it is.
+    Unreachable { error: String },
 }
 
 /// What the driver must do now.
@@ -186,6 +189,7 @@ impl Refresher {
                 format!("no response from the registrar ({error})"),
                 None,
             ),
+            Outcome::Unreachable { error } => self.fail(now, error, None),
         }
         &self.state
     }
@@ -344,6 +348,31 @@ mod tests {
             state,
             RegistrationState::Failed { status: None, reason, .. } if reason.contains("timeout")
         ));
+    }
+
+    #[test]
+    fn an_unreachable_registrar_fails_with_its_reason_as_is_and_backs_off() {
+        let t0 = Instant::now();
+        let mut r = refresher(t0, KeepAliveMethod::Options);
+        let why = "TLS with the SIP server 192.0.2.1:5061 failed: its certificate has expired";
+        let mut waits = Vec::new();
+        let mut now = t0;
+        for _ in 0..3 {
+            assert_eq!(r.handle_timeout(now), Some(Action::Register));
+            let state = r.handle_outcome(now, Outcome::Unreachable { error: why.into() });
+            let RegistrationState::Failed {
+                reason,
+                status,
+                retry_in,
+            } = state.clone()
+            else {
+                panic!("{state:?}")
+            };
+            assert_eq!((reason.as_str(), status), (why, None));
+            waits.push(retry_in);
+            now = r.poll_timeout().unwrap();
+        }
+        assert_eq!(waits, [secs(1), secs(2), secs(4)]);
     }
 
     #[test]

@@ -38,6 +38,7 @@ use super::policy::{self, RequestView, Route, ACCEPT, ALLOW};
 use super::registration::RegistrationState;
 use super::screen;
 use super::sdp::{self, Negotiated, SdpOffer};
+use super::tls::{ServerTls, TlsError};
 use super::udp::ScreenedUdp;
 use crate::config::{IpNet, SipSettings, Transport};
 
@@ -55,7 +56,7 @@ pub enum SipError {
         #[source]
         source: std::io::Error,
     },
-    #[error("SIP over {0} is not supported yet")]
+    #[error("listening for SIP over {0} is not supported (sip.transports)")]
     UnsupportedTransport(Transport),
     #[error("{0} is not a final failure status (300-699)")]
     InvalidStatus(u16),
@@ -69,6 +70,8 @@ pub enum SipError {
     InvalidHeader(#[from] InvalidHeader),
     #[error("sip.server_transport = udp needs udp in sip.transports (the same socket receives)")]
     NoUdpForServer,
+    #[error("{0}")]
+    Tls(#[from] TlsError),
 }
 
 impl From<rsipstack::Error> for SipError {
@@ -264,6 +267,7 @@ impl SipServer {
 
         let cancel = CancellationToken::new();
         let transport_layer = TransportLayer::new(cancel.child_token());
+        let tls = ServerTls::from_settings(settings, &transport_layer, &cancel)?;
         let mut addrs = Vec::new();
         let external = |port| settings.public_address.map(|ip| SocketAddr::new(ip, port));
         if let Some(socket) = udp {
@@ -314,6 +318,7 @@ impl SipServer {
             endpoint.inner.clone(),
             contact,
             cancel.clone(),
+            tls,
         ));
         let ctx = Arc::new(Ctx {
             layer,
@@ -364,9 +369,10 @@ impl SipServer {
 
     /// An outgoing INVITE through the account's proxy (`sip.server`), or straight to the
     /// destination URI when no server is configured. Fails at once when the destination or an
-    /// extra header cannot be written into the request; everything after that arrives as
-    /// events on the dialog.
+    /// extra header cannot be written into the request, or the TLS connection to the server
+    /// cannot be opened; everything after that arrives as events on the dialog.
     pub async fn call(&self, call: OutgoingCall) -> Result<OutgoingDialog, SipError> {
+        self.client.reach_server().await?;
         self.client.call(call)
     }
 

@@ -10,11 +10,12 @@ packages=(
   sip-tester         # SIPp (binary: sipp)
   baresip-core       # scriptable SIP phone
   kamailio           # a PBX/proxy in front of the gateway (adds the room header for baresip)
+  kamailio-tls-modules   # the registrar over TLS (tests/sip_tls.rs)
   libopus-dev pkg-config   # the gateway links the system libopus
   sox libsox-fmt-all # test tones and G.711 encoding for SIPp pcaps
   tshark             # dumpcap records what a SIPp caller receives (SIPp cannot record)
   iproute2 util-linux procps   # ip, unshare, ps/pkill for the private network namespace
-  openssl            # self-signed certificates for the TLS Prosody of the XMPP tests
+  openssl            # certificates made at test time: the TLS Prosody, the TLS registrar's CA
   python3-venv
 )
 missing=()
