@@ -93,7 +93,7 @@ fn sipp_callee(dir: &Path, scenario: &str) -> Result<(SippCall, u16)> {
         .args(["-trace_err", "-trace_msg"]);
     let mut proc = Supervised::spawn("sipp", cmd, &dir.join("sipp.log"))?;
     let deadline = Instant::now() + Duration::from_secs(10);
-    while std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+    while !net::udp_port_bound(port) {
         proc.check_alive()?;
         anyhow::ensure!(Instant::now() < deadline, "SIPp did not bind {port}");
         std::thread::sleep(Duration::from_millis(20));

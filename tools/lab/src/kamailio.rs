@@ -13,7 +13,9 @@ use std::time::{Duration, Instant};
 /// Waits until Kamailio has bound its UDP `port` (it binds once its config is loaded).
 fn wait_bound(proc: &mut Supervised, port: u16) -> Result<()> {
     let deadline = Instant::now() + Duration::from_secs(10);
-    while std::net::UdpSocket::bind((net::LOOPBACK, port)).is_ok() {
+    // Read from /proc rather than probed by binding: a probe holding the port for a moment
+    // is what made kamailio's own bind fail now and then.
+    while !net::udp_port_bound(port) {
         proc.check_alive()?;
         anyhow::ensure!(
             Instant::now() < deadline,
@@ -23,6 +25,20 @@ fn wait_bound(proc: &mut Supervised, port: u16) -> Result<()> {
         std::thread::sleep(Duration::from_millis(20));
     }
     Ok(())
+}
+
+/// Runs `start` again (it picks a new free port each time) when the port it picked was taken
+/// by someone else in between, as parallel tests sometimes do.
+fn retry_taken_port<T>(mut start: impl FnMut() -> Result<T>) -> Result<T> {
+    let mut tries = 0;
+    loop {
+        match start() {
+            Err(e) if tries < 3 && format!("{e:#}").contains("Address already in use") => {
+                tries += 1;
+            }
+            other => return other,
+        }
+    }
 }
 
 pub struct RoomProxy {
@@ -83,16 +99,22 @@ pub struct TlsListener {
 impl Registrar {
     /// Starts it on a free loopback port, with its files in `dir/registrar`.
     pub fn start(dir: &Path) -> Result<Self> {
-        let port = net::free_udp_tcp_port()?;
-        let conf = dir.join("registrar");
-        let script = paths::lab_dir().join("kamailio/run-registrar.sh");
-        let args = vec![conf.display().to_string(), port.to_string()];
-        Self::launch((script, args), conf, dir, port, None)
+        retry_taken_port(|| {
+            let port = net::free_udp_tcp_port()?;
+            let conf = dir.join("registrar");
+            let script = paths::lab_dir().join("kamailio/run-registrar.sh");
+            let args = vec![conf.display().to_string(), port.to_string()];
+            Self::launch((script, args), conf, dir, port, None)
+        })
     }
 
     /// As [`Registrar::start`], listening on TLS as well (`registrar-tls.cfg.in`) on another
     /// free port, with a throwaway CA and server certificate made now in `dir/registrar/certs`.
     pub fn start_with_tls(dir: &Path) -> Result<Self> {
+        retry_taken_port(|| Self::try_start_with_tls(dir))
+    }
+
+    fn try_start_with_tls(dir: &Path) -> Result<Self> {
         let port = net::free_udp_tcp_port()?;
         let tls_port = net::free_tcp_port()?;
         let conf = dir.join("registrar");

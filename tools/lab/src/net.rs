@@ -147,3 +147,16 @@ fn process_group(pid: u32) -> Option<u32> {
     let rest = &stat[stat.rfind(')')? + 2..];
     rest.split_whitespace().nth(2)?.parse().ok()
 }
+
+/// Whether a UDP socket of this network namespace is bound to `port` (IPv4), read from /proc.
+/// Waiting for a peer to bind must not probe by binding: the probe holding the port for a
+/// moment makes the peer's own bind fail now and then.
+pub fn udp_port_bound(port: u16) -> bool {
+    let table = std::fs::read_to_string("/proc/net/udp").unwrap_or_default();
+    let wanted = format!(":{port:04X}");
+    table
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_whitespace().nth(1))
+        .any(|local| local.ends_with(&wanted))
+}

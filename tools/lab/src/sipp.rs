@@ -170,7 +170,7 @@ impl SippCall {
             .args(["-trace_err", "-trace_msg"]);
         let mut proc = Supervised::spawn("sipp", cmd, &dir.join("sipp.log"))?;
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while std::net::UdpSocket::bind((net::LOOPBACK, port)).is_ok() {
+        while !net::udp_port_bound(port) {
             proc.check_alive()?;
             ensure!(
                 std::time::Instant::now() < deadline,
