@@ -6,7 +6,7 @@
 use crate::call::Registry;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{json, Value};
 use std::net::SocketAddr;
@@ -21,6 +21,8 @@ pub struct ApiState {
     pub health: Arc<dyn Fn() -> HealthReport + Send + Sync>,
     /// Whether the gateway is draining (jigasi's `graceful_shutdown`).
     pub draining: Arc<dyn Fn() -> bool + Send + Sync>,
+    /// Where `POST /about/shutdown` asks for a drain; `None` when `api.shutdown_enabled` is off.
+    pub shutdown: Option<tokio::sync::mpsc::UnboundedSender<&'static str>>,
 }
 
 /// The gateway's health: healthy when `problems` is empty; `detail` is added to the answer.
@@ -50,6 +52,8 @@ pub async fn bind(
     let local = listener.local_addr().unwrap_or(addr);
     let app = Router::new()
         .route("/about/health", get(health))
+        .route("/about/version", get(version))
+        .route("/about/shutdown", post(shutdown))
         .route("/about/stats", get(stats))
         .route("/debug/resources", get(resources))
         .with_state(state);
@@ -70,6 +74,34 @@ async fn stats(State(state): State<ApiState>) -> Json<Value> {
         "total_calls_with_connected_media": s.total_calls_with_connected_media,
         "graceful_shutdown": (state.draining)(),
     }))
+}
+
+/// As jigasi's, with our name.
+async fn version() -> Json<Value> {
+    Json(json!({
+        "name": env!("CARGO_PKG_NAME"),
+        "version": env!("CARGO_PKG_VERSION"),
+        "os": std::env::consts::OS,
+    }))
+}
+
+/// A graceful shutdown, as the first SIGTERM: drain, then exit once the calls have ended. 403
+/// unless `api.shutdown_enabled` (SHUTDOWN_REST_ENABLED); asking again while draining changes
+/// nothing (only a signal ends the calls at once).
+async fn shutdown(State(state): State<ApiState>) -> (StatusCode, Json<Value>) {
+    let Some(shutdown) = &state.shutdown else {
+        return (
+            StatusCode::FORBIDDEN,
+            Json(json!({ "error": "shutdown over HTTP is disabled (SHUTDOWN_REST_ENABLED)" })),
+        );
+    };
+    if !(state.draining)() && shutdown.send("POST /about/shutdown").is_err() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({ "error": "the gateway is stopping" })),
+        );
+    }
+    (StatusCode::OK, Json(json!({ "graceful_shutdown": true })))
 }
 
 /// 200 when nothing is wrong, else 500; the body names each problem either way.

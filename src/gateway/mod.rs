@@ -64,6 +64,8 @@ pub async fn serve(
     let publisher = tokio::spawn(publish_load(registry.load(), phase.clone(), stats_tx));
     let (breweries, mut dials) = start_breweries(&settings, stats)?;
 
+    // POST /about/shutdown drains as a first signal does.
+    let (drain_tx, mut drain_requests) = mpsc::unbounded_channel();
     let (api_addr, api) = api::bind(
         settings.api.bind_addr(),
         api::ApiState {
@@ -77,6 +79,7 @@ pub async fn serve(
                 let phase = phase.clone();
                 Arc::new(move || *phase.borrow() == Phase::Draining)
             },
+            shutdown: settings.api.shutdown_enabled.then_some(drain_tx),
         },
     )
     .await
@@ -111,16 +114,19 @@ pub async fn serve(
     let mut drain_deadline: Option<tokio::time::Instant> = None;
     loop {
         let draining = *phase.borrow() == Phase::Draining;
-        tokio::select! {
+        // What asked for a drain, if anything did this turn.
+        let drain_by: Option<&'static str> = tokio::select! {
             next = incoming.recv() => match next {
                 Some(call) if draining => {
                     tracing::info!(call_id = %call.call_id, "refusing a call: draining");
                     if let Err(e) = call.dialog.reject(503, Some(Reason::new(503, SHUTTING_DOWN))) {
                         tracing::warn!(error = %e, "cannot refuse the call");
                     }
+                    None
                 }
                 Some(call) => {
                     calls.spawn(call::run(ctx.clone(), call));
+                    None
                 }
                 None => anyhow::bail!("the SIP server stopped"),
             },
@@ -130,6 +136,7 @@ pub async fn serve(
                 } else {
                     calls.spawn(call::run_outbound(ctx.clone(), request));
                 }
+                None
             }
             Some(done) = calls.join_next(), if !calls.is_empty() => {
                 if let Err(e) = done {
@@ -139,6 +146,7 @@ pub async fn serve(
                     tracing::info!("drained: no calls left");
                     break;
                 }
+                None
             }
             signal = signals.recv() => {
                 let signal = signal.unwrap_or("the signal handler ended");
@@ -146,20 +154,24 @@ pub async fn serve(
                     tracing::info!(signal, calls = calls.len(), "second stop signal: ending the calls now");
                     break;
                 }
-                phase_tx.send_replace(Phase::Draining);
-                if calls.is_empty() {
-                    tracing::info!(signal, "stopping: no calls in progress");
-                    break;
-                }
-                let timeout = settings.call.drain_timeout;
-                tracing::info!(signal, calls = calls.len(), timeout_s = ?timeout.map(|t| t.as_secs()),
-                    "draining: new calls refused, waiting for the calls in progress (a second signal ends them)");
-                drain_deadline = timeout.map(|t| tokio::time::Instant::now() + t);
+                Some(signal)
             }
+            Some(request) = drain_requests.recv(), if !draining => Some(request),
             _ = sleep_until(drain_deadline), if drain_deadline.is_some() => {
                 tracing::warn!(calls = calls.len(), "drain timeout: ending the calls in progress");
                 break;
             }
+        };
+        if let Some(by) = drain_by {
+            phase_tx.send_replace(Phase::Draining);
+            if calls.is_empty() {
+                tracing::info!(by, "stopping: no calls in progress");
+                break;
+            }
+            let timeout = settings.call.drain_timeout;
+            tracing::info!(by, calls = calls.len(), timeout_s = ?timeout.map(|t| t.as_secs()),
+                "draining: new calls refused, waiting for the calls in progress (a stop signal ends them)");
+            drain_deadline = timeout.map(|t| tokio::time::Instant::now() + t);
         }
     }
     phase_tx.send_replace(Phase::Draining);
