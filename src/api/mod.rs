@@ -3,6 +3,8 @@
 //! (tasks and sockets, to see that calls leave nothing behind). Metrics and the drain control
 //! arrive with the operations work.
 
+mod metrics;
+
 use crate::call::Registry;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -54,8 +56,10 @@ pub async fn bind(
         .route("/about/health", get(health))
         .route("/about/version", get(version))
         .route("/about/shutdown", post(shutdown))
+        .route("/metrics", get(prometheus))
         .route("/about/stats", get(stats))
         .route("/debug/resources", get(resources))
+        .layer(axum::middleware::from_fn(refuse_large_bodies))
         .with_state(state);
     let serve = async move {
         if let Err(e) = axum::serve(listener, app).await {
@@ -74,6 +78,46 @@ async fn stats(State(state): State<ApiState>) -> Json<Value> {
         "total_calls_with_connected_media": s.total_calls_with_connected_media,
         "graceful_shutdown": (state.draining)(),
     }))
+}
+
+/// No request here needs a body; one announced larger than this is refused before it is read.
+const MAX_BODY: u64 = 64 * 1024;
+
+async fn refuse_large_bodies(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let announced = request
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if announced.is_some_and(|n| n > MAX_BODY) {
+        return (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            Json(json!({ "error": format!("request bodies are limited to {MAX_BODY} bytes") })),
+        )
+            .into_response();
+    }
+    next.run(request).await
+}
+
+/// Prometheus' text format.
+async fn prometheus(State(state): State<ApiState>) -> impl axum::response::IntoResponse {
+    let calls = state.registry.snapshot();
+    let text = metrics::render(&metrics::Sample {
+        calls: &calls,
+        draining: (state.draining)(),
+        problems: (state.health)().problems.len(),
+    });
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        text,
+    )
 }
 
 /// As jigasi's, with our name.
