@@ -6,16 +6,13 @@
 #[path = "sip_support/mod.rs"]
 mod support;
 
-use anyhow::Result;
 use gateway_lab::baresip::{Answer, Baresip};
 use gateway_lab::kamailio::Registrar;
-use gateway_lab::proc::Supervised;
 use gateway_lab::sipp::{SippCall, SippMessage};
-use gateway_lab::{audio, net, paths};
+use gateway_lab::{audio, paths};
 use jitsi_sip_gateway::sip::{OutgoingCall, OutgoingDialog, OutgoingEvent, Reason, SipServer};
 use std::path::Path;
-use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use support::*;
 use tokio::task::block_in_place;
 
@@ -75,37 +72,6 @@ fn mic(dir: &Path) -> std::path::PathBuf {
     let wav = dir.join("mic.wav");
     audio::write_tone_wav(&wav, 440.0, 30.0, 8000, -12.0).unwrap();
     wav
-}
-
-/// A SIPp callee running `scenario` on a free port; returns once it listens.
-fn sipp_callee(dir: &Path, scenario: &str) -> Result<(SippCall, u16)> {
-    let dir = dir.join(scenario.trim_end_matches(".xml"));
-    std::fs::create_dir_all(&dir)?;
-    let port = net::free_udp_tcp_port()?;
-    let media_port = net::free_udp_tcp_port()?;
-    let mut cmd = Command::new("sipp");
-    cmd.current_dir(&dir)
-        .arg("-sf")
-        .arg(paths::lab_dir().join("sipp").join(scenario))
-        .args(["-i", "127.0.0.1", "-mi", "127.0.0.1"])
-        .args(["-p", &port.to_string(), "-mp", &media_port.to_string()])
-        .args(["-m", "1", "-nostdin", "-timeout", "30s", "-timeout_error"])
-        .args(["-trace_err", "-trace_msg"]);
-    let mut proc = Supervised::spawn("sipp", cmd, &dir.join("sipp.log"))?;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !net::udp_port_bound(port) {
-        proc.check_alive()?;
-        anyhow::ensure!(Instant::now() < deadline, "SIPp did not bind {port}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Ok((
-        SippCall {
-            proc,
-            dir,
-            media_port,
-        },
-        port,
-    ))
 }
 
 fn received<'a>(messages: &'a [SippMessage], start: &str) -> &'a SippMessage {
@@ -210,7 +176,7 @@ async fn the_callee_hanging_up_is_a_bye_event() {
 async fn extra_headers_and_the_display_name_reach_the_callee_verbatim_and_bye_has_our_reason() {
     let dir = paths::run_dir("sip_outgoing-headers").unwrap();
     let kamailio = Registrar::start(&dir).unwrap();
-    let (mut callee, port) = sipp_callee(&dir, "sip-uas-answer.xml").unwrap();
+    let (mut callee, port) = SippCall::uas(&dir, "sip-uas-answer.xml").unwrap();
     let server = gateway(&kamailio).await;
     let headers: Vec<(String, String)> = [
         ("Jitsi-Conference-Room", "standup@conference.example.com"),
@@ -278,7 +244,7 @@ async fn extra_headers_and_the_display_name_reach_the_callee_verbatim_and_bye_ha
 async fn dropping_an_answered_call_hangs_it_up() {
     let dir = paths::run_dir("sip_outgoing-drop").unwrap();
     let kamailio = Registrar::start(&dir).unwrap();
-    let (mut callee, port) = sipp_callee(&dir, "sip-uas-answer.xml").unwrap();
+    let (mut callee, port) = SippCall::uas(&dir, "sip-uas-answer.xml").unwrap();
     let server = gateway(&kamailio).await;
     let mut call = server
         .call(call_to(&format!("sip:callee@127.0.0.1:{port}")))
@@ -295,7 +261,7 @@ async fn dropping_an_answered_call_hangs_it_up() {
 async fn a_busy_callee_fails_the_call_with_486() {
     let dir = paths::run_dir("sip_outgoing-busy").unwrap();
     let kamailio = Registrar::start(&dir).unwrap();
-    let (mut callee, port) = sipp_callee(&dir, "sip-uas-busy.xml").unwrap();
+    let (mut callee, port) = SippCall::uas(&dir, "sip-uas-busy.xml").unwrap();
     let server = gateway(&kamailio).await;
     let mut call = server
         .call(call_to(&format!("sip:busy@127.0.0.1:{port}")))
@@ -317,7 +283,7 @@ async fn a_busy_callee_fails_the_call_with_486() {
 async fn cancel_while_ringing_gets_487_and_ends_the_call() {
     let dir = paths::run_dir("sip_outgoing-cancel").unwrap();
     let kamailio = Registrar::start(&dir).unwrap();
-    let (mut callee, port) = sipp_callee(&dir, "sip-uas-ring.xml").unwrap();
+    let (mut callee, port) = SippCall::uas(&dir, "sip-uas-ring.xml").unwrap();
     let server = gateway(&kamailio).await;
     let mut call = server
         .call(call_to(&format!("sip:ringing@127.0.0.1:{port}")))

@@ -13,7 +13,6 @@ use std::io::Write;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 use support::*;
-use tokio::sync::watch;
 
 /// Everything the gateway logs at INFO and above, for the tests that read its log lines.
 #[derive(Clone, Default)]
@@ -64,26 +63,6 @@ async fn gateway(registrar: &Registrar, extra: &[&str]) -> SipServer {
     ];
     sets.extend_from_slice(extra);
     start(&sets).await.0
-}
-
-async fn wait_for(
-    states: &mut watch::Receiver<RegistrationState>,
-    timeout: Duration,
-    what: &str,
-    mut pred: impl FnMut(&RegistrationState) -> bool,
-) -> RegistrationState {
-    let result = tokio::time::timeout(timeout, states.wait_for(|s| pred(s)))
-        .await
-        .map(|r| r.map(|state| state.clone()));
-    match result {
-        Ok(Ok(state)) => state,
-        Ok(Err(_)) => panic!("registration ended while waiting for {what}"),
-        Err(_) => panic!("no {what} within {timeout:?}: {:?}", *states.borrow()),
-    }
-}
-
-fn registered(s: &RegistrationState) -> bool {
-    matches!(s, RegistrationState::Registered { .. })
 }
 
 #[tokio::test(flavor = "multi_thread")]

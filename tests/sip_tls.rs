@@ -8,22 +8,19 @@
 #[path = "sip_support/mod.rs"]
 mod support;
 
-use anyhow::Result;
 use gateway_lab::baresip::{Answer, Baresip};
 use gateway_lab::kamailio::Registrar;
-use gateway_lab::proc::Supervised;
 use gateway_lab::sipp::{SippCall, SippMessage};
-use gateway_lab::{audio, net, paths};
+use gateway_lab::{audio, paths};
 use jitsi_sip_gateway::sip::sdp::{self, SdpOffer, G711};
 use jitsi_sip_gateway::sip::{
     DialogEvent, IncomingCall, OutgoingCall, OutgoingDialog, OutgoingEvent, Reason,
     RegistrationState, SipServer, Transport,
 };
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 use support::*;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 use tokio::task::block_in_place;
 
 const WAIT: Duration = Duration::from_secs(15);
@@ -62,26 +59,6 @@ async fn gateway(
     ];
     sets.extend_from_slice(extra);
     start(&sets).await
-}
-
-async fn wait_for(
-    states: &mut watch::Receiver<RegistrationState>,
-    timeout: Duration,
-    what: &str,
-    mut pred: impl FnMut(&RegistrationState) -> bool,
-) -> RegistrationState {
-    let result = tokio::time::timeout(timeout, states.wait_for(|s| pred(s)))
-        .await
-        .map(|r| r.map(|state| state.clone()));
-    match result {
-        Ok(Ok(state)) => state,
-        Ok(Err(_)) => panic!("registration ended while waiting for {what}"),
-        Err(_) => panic!("no {what} within {timeout:?}: {:?}", *states.borrow()),
-    }
-}
-
-fn registered(s: &RegistrationState) -> bool {
-    matches!(s, RegistrationState::Registered { .. })
 }
 
 async fn wait_registered(server: &SipServer) {
@@ -375,37 +352,6 @@ async fn next(call: &mut OutgoingDialog) -> Option<OutgoingEvent> {
         .unwrap_or_else(|_| panic!("no event on {}", call.call_id()))
 }
 
-/// A SIPp callee running `scenario` on a free UDP port; returns once it listens.
-fn sipp_callee(dir: &Path, scenario: &str) -> Result<(SippCall, u16)> {
-    let dir = dir.join(scenario.trim_end_matches(".xml"));
-    std::fs::create_dir_all(&dir)?;
-    let port = net::free_udp_tcp_port()?;
-    let media_port = net::free_udp_tcp_port()?;
-    let mut cmd = Command::new("sipp");
-    cmd.current_dir(&dir)
-        .arg("-sf")
-        .arg(paths::lab_dir().join("sipp").join(scenario))
-        .args(["-i", "127.0.0.1", "-mi", "127.0.0.1"])
-        .args(["-p", &port.to_string(), "-mp", &media_port.to_string()])
-        .args(["-m", "1", "-nostdin", "-timeout", "30s", "-timeout_error"])
-        .args(["-trace_err", "-trace_msg"]);
-    let mut proc = Supervised::spawn("sipp", cmd, &dir.join("sipp.log"))?;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !net::udp_port_bound(port) {
-        proc.check_alive()?;
-        anyhow::ensure!(Instant::now() < deadline, "SIPp did not bind {port}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Ok((
-        SippCall {
-            proc,
-            dir,
-            media_port,
-        },
-        port,
-    ))
-}
-
 fn received<'a>(messages: &'a [SippMessage], start: &str) -> &'a SippMessage {
     messages
         .iter()
@@ -430,7 +376,7 @@ fn all_headers<'a>(message: &'a SippMessage, name: &str) -> Vec<&'a str> {
 async fn an_outgoing_call_over_tls_authenticates_is_answered_and_hung_up() {
     let dir = paths::run_dir("sip_tls-call").unwrap();
     let kamailio = registrar(&dir);
-    let (mut callee, port) = block_in_place(|| sipp_callee(&dir, "sip-uas-answer.xml")).unwrap();
+    let (mut callee, port) = block_in_place(|| SippCall::uas(&dir, "sip-uas-answer.xml")).unwrap();
     let (server, _calls) = gateway(&kamailio, &["sip.register=false"]).await;
 
     let mut call = server
@@ -515,7 +461,7 @@ async fn an_outgoing_call_over_tls_authenticates_is_answered_and_hung_up() {
 async fn cancel_while_ringing_goes_over_tls_and_ends_the_call() {
     let dir = paths::run_dir("sip_tls-cancel").unwrap();
     let kamailio = registrar(&dir);
-    let (mut callee, port) = block_in_place(|| sipp_callee(&dir, "sip-uas-ring.xml")).unwrap();
+    let (mut callee, port) = block_in_place(|| SippCall::uas(&dir, "sip-uas-ring.xml")).unwrap();
     let (server, _calls) = gateway(&kamailio, &["sip.register=false"]).await;
     let mut call = server
         .call(call_to(&format!("sip:ringing@127.0.0.1:{port}")))

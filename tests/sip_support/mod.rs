@@ -2,13 +2,13 @@
 #![allow(dead_code)] // each test file uses its own part
 
 use jitsi_sip_gateway::config::{self, ConfigInput, FlagValue, SipSettings};
-use jitsi_sip_gateway::sip::{IncomingCall, SipServer, Transport};
+use jitsi_sip_gateway::sip::{IncomingCall, RegistrationState, SipServer, Transport};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 use tokio::net::UdpSocket;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 /// SIP settings as the gateway loads them, with `sets` (`key=value`) on top of the defaults.
 pub fn settings(sets: &[&str]) -> SipSettings {
@@ -253,4 +253,25 @@ pub fn logs_from_env() {
             .with_test_writer()
             .try_init();
     }
+}
+
+/// Waits (up to `timeout`) for a registration state satisfying `pred`; panics naming `what`.
+pub async fn wait_for(
+    states: &mut watch::Receiver<RegistrationState>,
+    timeout: Duration,
+    what: &str,
+    mut pred: impl FnMut(&RegistrationState) -> bool,
+) -> RegistrationState {
+    let result = tokio::time::timeout(timeout, states.wait_for(|s| pred(s)))
+        .await
+        .map(|r| r.map(|state| state.clone()));
+    match result {
+        Ok(Ok(state)) => state,
+        Ok(Err(_)) => panic!("registration ended while waiting for {what}"),
+        Err(_) => panic!("no {what} within {timeout:?}: {:?}", *states.borrow()),
+    }
+}
+
+pub fn registered(s: &RegistrationState) -> bool {
+    matches!(s, RegistrationState::Registered { .. })
 }
