@@ -6,7 +6,7 @@ use super::machine::{
     Call, Dial, Input, Invite, IqPurpose, MediaCommand, Output, RayoAnswer, XmppCommand,
 };
 use super::phone::Phone;
-use super::registry::Registry;
+use super::registry::{Direction, Registration, Registry};
 use crate::config::{Settings, XmppServer};
 use crate::media::{self, MediaHandle};
 use crate::sip::{IncomingCall, SipServer};
@@ -101,7 +101,12 @@ async fn drive(
     mut rayo: Option<RayoRequest>,
     server: Option<XmppServer>,
 ) {
-    let registration = ctx.registry.register(call_id);
+    let direction = if call.is_outbound() {
+        Direction::Out
+    } else {
+        Direction::In
+    };
+    let registration = ctx.registry.register(call_id, direction);
     if let Some(room) = call.room() {
         tracing::Span::current().record("room", tracing::field::display(room));
         registration.update(|c| c.room = Some(room.to_string()));
@@ -121,7 +126,7 @@ async fn drive(
                 Output::Xmpp(cmd) => {
                     exec_xmpp(ctx, server.as_ref(), &mut xmpp, &mut iqs, cmd).await
                 }
-                Output::Media(cmd) => exec_media(ctx, &mut media, cmd).await,
+                Output::Media(cmd) => exec_media(ctx, &registration, &mut media, cmd).await,
                 Output::Rayo(answer) => answer_rayo(&mut rayo, answer),
                 Output::Ended(summary) => {
                     tracing::debug!(?summary, "call summary");
@@ -138,7 +143,9 @@ async fn drive(
         }
         registration.update(|c| {
             c.others_in_room = call.others_in_room();
-            c.state = if call.is_ended() { "ended" } else { "live" };
+            c.phase = call.phase();
+            c.joined = call.joined();
+            c.setup = call.setup_time();
         });
         if call.is_ended() {
             break;
@@ -151,7 +158,10 @@ async fn drive(
                 Err(lost) => { xmpp = None; Input::XmppLost(lost.to_string()) }
             },
             ev = async { media.as_mut().expect("guarded").next_event().await }, if media.is_some() => match ev {
-                Some(ev) => Input::Media(ev),
+                Some(ev) => {
+                    count_media_event(&registration, &ev);
+                    Input::Media(ev)
+                }
                 None => Input::Media(media::MediaEvent::ConferenceFailed("the media task ended".into())),
             },
             Some((what, error)) = iqs.next(), if !iqs.is_empty() => Input::IqAnswered { what, error },
@@ -171,6 +181,16 @@ async fn drive(
         x.close().await;
     }
     drop(registration);
+}
+
+/// The media events the operator's figures count (jigasi's dropped media and failed
+/// connections); the machine decides what they mean for the call.
+fn count_media_event(registration: &Registration<'_>, ev: &media::MediaEvent) {
+    match ev {
+        media::MediaEvent::PhoneMediaStopped => registration.phone_media_dropped(),
+        media::MediaEvent::ConferenceFailed(_) => registration.conference_failed(),
+        _ => {}
+    }
 }
 
 /// Answers the room's dial; a dial that can no longer be answered (it timed out, or the
@@ -257,6 +277,7 @@ fn answer_of(what: IqPurpose, pending: PendingIq) -> IqFuture {
 
 async fn exec_media(
     ctx: &CallContext,
+    registration: &Registration<'_>,
     media: &mut Option<MediaHandle>,
     cmd: MediaCommand,
 ) -> Option<Input> {
@@ -264,6 +285,7 @@ async fn exec_media(
         MediaCommand::Start { phone, conference } => {
             match media::start(&ctx.media, phone, conference) {
                 Ok((handle, answer, phone_local)) => {
+                    registration.media_started(handle.live_stats());
                     *media = Some(handle);
                     Some(Input::MediaStarted {
                         answer,
@@ -276,10 +298,13 @@ async fn exec_media(
         MediaCommand::RestartConference(offer) => {
             let handle = media.as_ref()?;
             match handle.restart_conference(offer).await {
-                Ok((answer, phone_local)) => Some(Input::MediaStarted {
-                    answer,
-                    phone_local,
-                }),
+                Ok((answer, phone_local)) => {
+                    registration.conference_replaced();
+                    Some(Input::MediaStarted {
+                        answer,
+                        phone_local,
+                    })
+                }
                 Err(e) => Some(Input::MediaStartFailed(e.to_string())),
             }
         }

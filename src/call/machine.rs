@@ -181,6 +181,60 @@ pub enum MediaCommand {
     Stop,
 }
 
+/// Where a call is, as the operator's figures name it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CallPhase {
+    /// Waiting for a logged-in XMPP connection.
+    Connecting,
+    /// Joining the room.
+    Joining,
+    /// In the room, waiting for Jicofo's offer (first, or again after the bridge leg ended).
+    WaitingForOffer,
+    /// Taking an offer: media starting.
+    StartingMedia,
+    /// Dial-out: the INVITE is out (or about to be), nothing heard yet.
+    Calling,
+    /// Dial-out: the callee is ringing.
+    Ringing,
+    /// Both sides answered; ICE/DTLS to the bridge not up yet.
+    ConnectingMedia,
+    /// Audio can flow both ways.
+    Connected,
+    /// Dial-out: the callee is not coming; the reason is shown in the room for a while.
+    Failed,
+    Ended,
+}
+
+impl CallPhase {
+    pub const ALL: [CallPhase; 10] = [
+        CallPhase::Connecting,
+        CallPhase::Joining,
+        CallPhase::WaitingForOffer,
+        CallPhase::StartingMedia,
+        CallPhase::Calling,
+        CallPhase::Ringing,
+        CallPhase::ConnectingMedia,
+        CallPhase::Connected,
+        CallPhase::Failed,
+        CallPhase::Ended,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            CallPhase::Connecting => "connecting",
+            CallPhase::Joining => "joining",
+            CallPhase::WaitingForOffer => "waiting_for_offer",
+            CallPhase::StartingMedia => "starting_media",
+            CallPhase::Calling => "calling",
+            CallPhase::Ringing => "ringing",
+            CallPhase::ConnectingMedia => "connecting_media",
+            CallPhase::Connected => "connected",
+            CallPhase::Failed => "failed",
+            CallPhase::Ended => "ended",
+        }
+    }
+}
+
 /// Who or what ended the call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EndedBy {
@@ -371,6 +425,50 @@ impl Call {
     /// Media to the conference has connected at least once.
     pub fn media_connected(&self) -> bool {
         self.connected_at.is_some()
+    }
+
+    /// Our presence is in the room (the call counts as a participant).
+    pub fn joined(&self) -> bool {
+        self.joined
+    }
+
+    /// A call the room asked for (dial-out), as opposed to one that came in.
+    pub fn is_outbound(&self) -> bool {
+        matches!(self.leg, Leg::Out(_))
+    }
+
+    /// Call start (INVITE or dial) → the phone side answered: our 200 OK for a call that came
+    /// in, the callee's 200 OK for a dial-out.
+    pub fn setup_time(&self) -> Option<Duration> {
+        self.answered.map(|a| a - self.started)
+    }
+
+    /// Where the call is, in one word, for the operator's figures (`/about/stats`, `/metrics`).
+    pub fn phase(&self) -> CallPhase {
+        use outbound::Phase;
+        let callee = match &self.leg {
+            Leg::Out(out) => Some(out.phase),
+            Leg::In(_) => None,
+        };
+        match (&self.state, callee) {
+            (State::Ended, _) => CallPhase::Ended,
+            (_, Some(Phase::Failed)) => CallPhase::Failed,
+            (State::Connecting, _) => CallPhase::Connecting,
+            (State::Joining, _) => CallPhase::Joining,
+            (State::AwaitingOffer, _) => CallPhase::WaitingForOffer,
+            (State::StartingMedia { .. }, _) => CallPhase::StartingMedia,
+            (State::InSession { .. }, Some(Phase::NotInvited | Phase::Inviting)) => {
+                CallPhase::Calling
+            }
+            (State::InSession { .. }, Some(Phase::Ringing)) => CallPhase::Ringing,
+            (State::InSession { connected, .. }, _) => {
+                if *connected {
+                    CallPhase::Connected
+                } else {
+                    CallPhase::ConnectingMedia
+                }
+            }
+        }
     }
 
     pub fn is_ended(&self) -> bool {

@@ -6,6 +6,7 @@ mod driver;
 mod machine;
 mod phone;
 mod registry;
+mod stats;
 
 #[cfg(test)]
 mod outbound_tests;
@@ -14,7 +15,8 @@ mod tests;
 
 pub use driver::{run, run_outbound, CallContext};
 pub use machine::{
-    Call, Dial, EndSummary, EndedBy, Input, Invite, IqPurpose, MediaCommand, Output, RayoAnswer,
-    SipCommand, XmppCommand,
+    Call, CallPhase, Dial, EndSummary, EndedBy, Input, Invite, IqPurpose, MediaCommand, Output,
+    RayoAnswer, SipCommand, XmppCommand,
 };
-pub use registry::{CallInfo, Load, Registration, Registry, Snapshot};
+pub use registry::{CallInfo, Direction, LiveCall, Load, Registration, Registry, Snapshot};
+pub use stats::{LegTotals, MediaTotals, SetupFigures, SETUP_BUCKETS_S};

@@ -429,3 +429,27 @@ fn an_answer_without_usable_audio_is_hung_up_with_488() {
     );
     assert!(d.call.is_ended());
 }
+
+#[test]
+fn the_phase_of_a_dial_out_goes_calling_ringing_connected_and_setup_is_dial_to_answer() {
+    let mut d = Dialing::placed();
+    assert!(d.call.is_outbound());
+    assert_eq!(d.call.phase(), CallPhase::Calling);
+    d.input(Input::CalleeRinging { early_sdp: None });
+    assert_eq!(d.call.phase(), CallPhase::Ringing);
+    d.input(Input::Media(MediaEvent::ConferenceConnected));
+    d.now += Duration::from_secs(4);
+    d.input(Input::CalleeAnswered {
+        sdp: CALLEE_SDP.into(),
+    });
+    assert_eq!(d.call.phase(), CallPhase::Connected);
+    assert_eq!(d.call.setup_time(), Some(Duration::from_secs(4)));
+
+    let mut busy = Dialing::inviting();
+    busy.input(Input::CalleeFailed {
+        status: 486,
+        reason: "Busy Here".into(),
+    });
+    assert_eq!(busy.call.phase(), CallPhase::Failed);
+    assert_eq!(busy.call.setup_time(), None);
+}

@@ -672,3 +672,32 @@ fn a_browser_shaped_offer_is_taken_for_its_audio_and_video_and_data_are_declined
     let names: Vec<_> = accept.1.contents.iter().map(|c| c.name.as_str()).collect();
     assert_eq!(names, ["audio"], "only the audio content is answered");
 }
+
+#[test]
+fn the_phase_follows_the_call_from_connecting_to_ended_and_setup_is_invite_to_200() {
+    let mut h = Harness::new(&[], Some(ROOM), PCMU_OFFER);
+    h.drain();
+    assert_eq!(h.call.phase(), CallPhase::Connecting);
+    assert!(!h.call.is_outbound());
+    h.input(Input::XmppReady);
+    assert_eq!(h.call.phase(), CallPhase::Joining);
+    h.input(Input::Xmpp(Inbound::SelfJoined {
+        occupants: vec![focus(), occupant("abcd1234")],
+    }));
+    assert_eq!(h.call.phase(), CallPhase::WaitingForOffer);
+    assert!(h.call.joined());
+    h.jingle(OFFER);
+    assert_eq!(h.call.phase(), CallPhase::StartingMedia);
+    assert_eq!(h.call.setup_time(), None);
+    h.now += Duration::from_millis(30);
+    h.input(Input::MediaStarted {
+        answer: answer(),
+        phone_local: phone_local(),
+    });
+    assert_eq!(h.call.phase(), CallPhase::ConnectingMedia);
+    assert_eq!(h.call.setup_time(), Some(Duration::from_millis(30)));
+    h.input(Input::Media(MediaEvent::ConferenceConnected));
+    assert_eq!(h.call.phase(), CallPhase::Connected);
+    h.input(Input::SipBye);
+    assert_eq!(h.call.phase(), CallPhase::Ended);
+}

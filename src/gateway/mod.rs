@@ -18,8 +18,6 @@ use tokio::task::JoinSet;
 
 mod health;
 
-/// Jigasi's `CONFERENCES_THRESHOLD`: the stress level is conferences over this.
-const CONFERENCES_THRESHOLD: f64 = 100.0;
 /// How long calls get to hang up properly once told to end, before their tasks are dropped.
 const HANGUP_GRACE: Duration = Duration::from_secs(5);
 const SHUTTING_DOWN: &str = "the gateway is shutting down";
@@ -302,7 +300,7 @@ fn brewery_stats(load: Load, draining: bool) -> BreweryStats {
         conferences: load.conferences,
         participants: load.participants,
         graceful_shutdown: draining,
-        stress_level: load.conferences as f64 / CONFERENCES_THRESHOLD,
+        stress_level: load.stress_level(),
     }
 }
 

@@ -119,7 +119,7 @@ pub enum MediaEvent {
 }
 
 /// Counters of one leg, in both directions (RTP packets and their payload bytes).
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
 pub struct LegStats {
     pub packets_in: u64,
     pub bytes_in: u64,
@@ -136,7 +136,7 @@ pub struct LegStats {
 }
 
 /// Media counters of a call, returned by [`MediaHandle::stop`].
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
 pub struct MediaStats {
     pub phone: LegStats,
     pub conference: LegStats,
