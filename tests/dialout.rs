@@ -234,6 +234,16 @@ fn a_dialled_phone_rings_answers_hears_the_room_and_a_rayo_hangup_sends_it_bye()
         .wait_event("the call in the brewery stats", T, load)?;
 
     lab.wait_recorded(&call.sid, 8)?;
+    // The operator's view of it: one dial-out, connected, its setup (dial → bob's 200 OK).
+    let stats = lab.gateway.api("/about/stats")?;
+    let live = &stats["live_calls"][0];
+    assert_eq!(
+        (&live["direction"], &live["state"]),
+        (&json!("out"), &json!("connected")),
+        "{stats}"
+    );
+    assert_eq!(stats["setup_ms"]["dial_out"]["count"], json!(1), "{stats}");
+    assert_eq!(stats["setup_ms"]["dial_in"]["count"], json!(0), "{stats}");
     let r = lab.emulator.request(
         "hangup",
         json!({"occupant": call.nick, "room": lab.room.clone()}),
