@@ -583,6 +583,12 @@ fn the_systemd_unit_runs_the_binary_with_its_environment_file() {
     assert_eq!(value(&s, "sip.room_header"), "\"Jitsi-Conference-Room\"");
 
     assert_eq!(directive(&unit, "Restart"), "on-failure");
+    // The binary's exit status for a configuration it refuses: no restart loop on it.
+    let refused = run(&argv, &pairs(&[("XMPP_PORT", "not-a-port")]))
+        .status
+        .code();
+    assert_eq!(refused, Some(2));
+    assert_eq!(directive(&unit, "RestartPreventExitStatus"), "2");
     assert_eq!(directive(&unit, "KillSignal"), "SIGTERM");
     // Room for the README's drain of 300 s and the 5 s to hang up what is left.
     let stop = directive(&unit, "TimeoutStopSec");

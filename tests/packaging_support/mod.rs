@@ -239,8 +239,12 @@ pub fn registry_ignored(keys_rs: &str) -> Vec<String> {
 // ---------------------------------------------------------------------------------------------
 // The compose file, read by PyYAML in the lab's venv
 
+/// The lab venv's interpreter (made by tests/lab/install.sh); `LAB_PYTHON` overrides it. Found
+/// from this crate's own directory, as the lab crate's copy may be built from another checkout.
 pub fn python() -> PathBuf {
-    gateway_lab::paths::python()
+    std::env::var_os("LAB_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo(".lab/venv/bin/python"))
 }
 
 /// The YAML file as JSON (what docker compose reads before interpolating `${…}`).
