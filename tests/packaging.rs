@@ -7,7 +7,10 @@ mod packaging_support;
 
 use packaging_support::*;
 use std::collections::{BTreeMap, BTreeSet};
+use std::io::{BufRead, BufReader};
 use std::process::{Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
 
 const BIN: &str = env!("CARGO_BIN_EXE_jitsi-sip-gateway");
 const README_TABLE: &str = "### Environment variables";
@@ -82,12 +85,33 @@ fn image_check_config_argv(extra: &[&str]) -> Vec<String> {
 /// What a default docker-jitsi-meet `.env` (after gen-passwords.sh) gives the jigasi service,
 /// with the fixed entries of its environment list.
 fn docker_default_env() -> Vec<(String, String)> {
-    pairs(&[
+    in_image(pairs(&[
         ("JIGASI_XMPP_PASSWORD", "0123456789abcdef0123456789abcdef"),
         ("TZ", "UTC"),
         ("JIGASI_MODE", "sip"),
         ("SENTRY_DSN", "\"0\""),
-    ])
+    ]))
+}
+
+/// The image's `ENV name=value …` pairs, then `env` (what docker-compose passes wins).
+fn in_image(env: Vec<(String, String)>) -> Vec<(String, String)> {
+    let stage = final_stage(&dockerfile(&read("packaging/Dockerfile")));
+    let mut out: Vec<(String, String)> = stage
+        .iter()
+        .filter(|i| i.name == "ENV")
+        .flat_map(|i| {
+            i.args
+                .split_whitespace()
+                .map(|pair| {
+                    let (k, v) = pair.split_once('=').expect("ENV name=value");
+                    (k.to_owned(), v.to_owned())
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    out.retain(|(k, _)| !env.iter().any(|(e, _)| e == k));
+    out.extend(env);
+    out
 }
 
 #[test]
@@ -396,7 +420,7 @@ fn check_variable(name: &str, status: Status) {
     let mut env = pairs(&[("JIGASI_XMPP_PASSWORD", "pw")]);
     env.retain(|(k, _)| k != name);
     env.push((name.to_owned(), sample.to_owned()));
-    let out = run(&image_check_config_argv(&[]), &env);
+    let out = run(&image_check_config_argv(&[]), &in_image(env));
     let (stdout, stderr) = text(&out);
     assert!(out.status.success(), "{name}={sample}: {stderr}");
     let origin = format!("# environment variable {name}");
@@ -405,7 +429,7 @@ fn check_variable(name: &str, status: Status) {
         Status::Honoured if name == "JIGASI_MODE" => {
             // Read to refuse anything but sip.
             let env = pairs(&[("JIGASI_XMPP_PASSWORD", "pw"), (name, "transcriber")]);
-            let out = run(&image_check_config_argv(&[]), &env);
+            let out = run(&image_check_config_argv(&[]), &in_image(env));
             assert_eq!(out.status.code(), Some(2), "{name}=transcriber accepted");
             assert!(text(&out).1.contains(name));
         }
@@ -468,7 +492,7 @@ fn a_docker_deployment_with_a_sip_account_loads_as_jigasi_would_run() {
             }
         }
     }
-    let out = run(&image_check_config_argv(&[]), &env);
+    let out = run(&image_check_config_argv(&[]), &in_image(env));
     let (stdout, stderr) = text(&out);
     assert!(out.status.success(), "{stderr}");
     assert!(!stderr.contains("warning"), "{stderr}");
@@ -546,12 +570,9 @@ fn installed_from(path: &str) -> String {
     }
 }
 
-#[test]
-fn the_systemd_unit_runs_the_binary_with_its_environment_file() {
-    let unit = unit_directives(&read(UNIT));
-    let env_file_path = directive(&unit, "EnvironmentFile");
-    let env = env_file(&std::fs::read_to_string(installed_from(env_file_path)).unwrap());
-    let mut argv: Vec<String> = directive(&unit, "ExecStart")
+/// The unit's `ExecStart`, installed paths mapped to the repository's files.
+fn unit_argv(unit: &[(String, String, String)]) -> Vec<String> {
+    let argv: Vec<String> = directive(unit, "ExecStart")
         .split_whitespace()
         .map(|a| {
             if a.starts_with('/') {
@@ -562,6 +583,25 @@ fn the_systemd_unit_runs_the_binary_with_its_environment_file() {
         })
         .collect();
     assert_eq!(argv.last().map(String::as_str), Some("run"));
+    argv
+}
+
+/// The environment systemd gives the service: `EnvironmentFile=`, then `Environment=`.
+fn unit_env(unit: &[(String, String, String)]) -> Vec<(String, String)> {
+    let path = directive(unit, "EnvironmentFile");
+    let mut env = env_file(&std::fs::read_to_string(installed_from(path)).unwrap());
+    for pair in directive(unit, "Environment").split_whitespace() {
+        let (k, v) = pair.split_once('=').expect("Environment=NAME=value");
+        env.push((k.to_owned(), v.to_owned()));
+    }
+    env
+}
+
+#[test]
+fn the_systemd_unit_runs_the_binary_with_its_environment_file() {
+    let unit = unit_directives(&read(UNIT));
+    let env = unit_env(&unit);
+    let mut argv = unit_argv(&unit);
     *argv.last_mut().unwrap() = "check-config".into();
     let out = run(&argv, &env);
     let (stdout, stderr) = text(&out);
@@ -600,6 +640,84 @@ fn the_systemd_unit_runs_the_binary_with_its_environment_file() {
     // Ports above 1024: no capability at all.
     assert_eq!(directive(&unit, "CapabilityBoundingSet"), "");
     assert!(!unit.iter().any(|(_, k, _)| k == "AmbientCapabilities"));
+}
+
+/// Runs `argv` (a `run` command line) with `env` and human logs, on loopback ports and toward an
+/// XMPP server that is not there, until it logs "gateway ready"; then stops it with SIGTERM.
+/// Returns the lines logged until then.
+fn human_lines_until_ready(argv: &[String], env: &[(String, String)]) -> Vec<String> {
+    let mut cmd = Command::new(BIN);
+    cmd.env_clear().args(&argv[1..]).args([
+        "--log-format",
+        "human",
+        "--sip-listen",
+        "127.0.0.1:0",
+        "--set",
+        "api.port=0",
+        "--set",
+        "xmpp.servers=127.0.0.1:1",
+        "--set",
+        "xmpp.tls=none",
+    ]);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut lines = Vec::new();
+    let ready = loop {
+        match rx.recv_timeout(Duration::from_secs(10)) {
+            Ok(line) => {
+                let ready = line.contains("gateway ready");
+                lines.push(line);
+                if ready {
+                    break true;
+                }
+            }
+            Err(_) => break false,
+        }
+    };
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let status = child.wait().unwrap();
+    assert!(ready, "no \"gateway ready\" within 10 s: {lines:?}");
+    assert!(status.success(), "{status}: {lines:?}");
+    lines
+}
+
+#[test]
+fn the_packaged_environments_give_plain_human_log_lines() {
+    // journald and `docker logs` keep terminal colour codes, which break a grep for call_id=….
+    let unit = unit_directives(&read(UNIT));
+    let image = {
+        let mut argv = image_check_config_argv(&[]);
+        *argv.last_mut().unwrap() = "run".into();
+        human_lines_until_ready(&argv, &docker_default_env())
+    };
+    let systemd = human_lines_until_ready(&unit_argv(&unit), &unit_env(&unit));
+    for (what, lines) in [("image", image), ("systemd", systemd)] {
+        assert!(
+            lines.iter().all(|l| !l.contains('\x1b')),
+            "{what}: colour codes in {lines:?}"
+        );
+        assert!(
+            lines.last().unwrap().contains(" INFO "),
+            "{what}: {lines:?}"
+        );
+    }
 }
 
 #[test]
