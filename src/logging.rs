@@ -37,8 +37,13 @@ pub fn init(format: Format, default_level: &str) -> Result<(), LogInitError> {
         source_name,
         reason: e.to_string(),
     })?;
+    // Colour only for a terminal: in a file, journald or `docker logs` the escape codes would
+    // split `call_id=…` and break a grep for it. NO_COLOR (no-color.org) turns it off anywhere.
+    use std::io::IsTerminal;
+    let ansi = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(ansi)
         .with_writer(std::io::stdout);
     let result = match format {
         Format::Human => builder.try_init(),

@@ -248,6 +248,8 @@ fn stop(mut running: Running) -> (std::process::ExitStatus, Vec<String>) {
 fn logs_are_human_by_default_and_sigterm_stops_cleanly() {
     let (running, ready) = start(&[]);
     assert!(ready.contains("INFO"), "{ready}");
+    // Written to a pipe, not a terminal: no colour codes to break a grep.
+    assert!(!ready.contains('\x1b'), "{ready:?}");
     assert!(
         serde_json::from_str::<serde_json::Value>(&ready).is_err(),
         "expected a human line: {ready}"
