@@ -181,6 +181,29 @@ fn a_callee_that_answers_with_audio_passes_the_check_and_is_hung_up() -> Result<
     Ok(())
 }
 
+/// The same silent callee as below, but echoing the RTP it receives: it passes only because the
+/// gateway sends audio once answered (as jigasi plays a prompt: echo targets and NATs need it).
+#[test]
+fn a_callee_that_only_echoes_passes_on_the_gateway_s_own_audio() -> Result<()> {
+    let lab = Lab::start("health-sip-check-echo")?;
+    let port = net::free_udp_tcp_port()?;
+    let mut callee = SippCall::uas_on(&lab.dir, "sip-uas-answer.xml", port, &["-rtp_echo"])?;
+    let mut gw = lab.gateway(port, 600_000)?;
+    let passed = gw.wait_log("the check's result", CHECK, |l| message(l) == PASSED)?;
+    let rtp_ms = passed["rtp_ms"].as_u64().context("rtp_ms")?;
+    assert!(rtp_ms < 1000, "the echo came {rtp_ms} ms after the answer");
+    let health = gw.wait_health(200, T)?;
+    assert_eq!(
+        health["sip_health_check"]["state"],
+        json!("passing"),
+        "{health}"
+    );
+    callee.wait_success(T)?;
+    gw.stop()?;
+    lab.stop();
+    Ok(())
+}
+
 #[test]
 fn a_callee_that_answers_without_audio_fails_the_check_10_s_after_the_answer() -> Result<()> {
     let lab = Lab::start("health-sip-check-no-rtp")?;
@@ -239,7 +262,7 @@ fn a_refusing_callee_fails_the_check_and_a_later_answer_with_audio_recovers_it()
     let lab = Lab::start("health-sip-check-recovers")?;
     lab.callee_folder_with_audio("sip-uas-answer-audio.xml", 15.0)?;
     let port = net::free_udp_tcp_port()?;
-    let mut busy = SippCall::uas_on(&lab.dir, "sip-uas-busy.xml", port)?;
+    let mut busy = SippCall::uas_on(&lab.dir, "sip-uas-busy.xml", port, &[])?;
     // The retry comes after the interval here, not jigasi's 60 s: checks at 0, 8, 16 s… The
     // first is refused; the callee at that address answers with audio from the second on.
     let mut gw = lab.gateway(port, 8000)?;
@@ -275,7 +298,7 @@ fn a_refusing_callee_fails_the_check_and_a_later_answer_with_audio_recovers_it()
     busy.wait_success(T)?;
 
     // The same address now answers with audio: the next check passes and health is back.
-    let mut callee = SippCall::uas_on(&lab.dir, "sip-uas-answer-audio.xml", port)?;
+    let mut callee = SippCall::uas_on(&lab.dir, "sip-uas-answer-audio.xml", port, &[])?;
     gw.wait_log("a passed check", CHECK, |l| message(l) == PASSED)?;
     let health = gw.wait_health(200, T)?;
     let check = &health["sip_health_check"];

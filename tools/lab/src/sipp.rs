@@ -157,12 +157,12 @@ impl SippCall {
     /// listens, with that port.
     pub fn uas(dir: &Path, scenario: &str) -> Result<(Self, u16)> {
         let port = net::free_udp_tcp_port()?;
-        Ok((Self::uas_on(dir, scenario, port)?, port))
+        Ok((Self::uas_on(dir, scenario, port, &[])?, port))
     }
 
-    /// As [`SippCall::uas`], on `port`: a callee that comes back at the same address (e.g. a
-    /// target the gateway calls again and again).
-    pub fn uas_on(dir: &Path, scenario: &str, port: u16) -> Result<Self> {
+    /// As [`SippCall::uas`], on `port` (a callee that comes back at the same address, e.g. a
+    /// target the gateway calls again and again) and with `extra` SIPp options (`-rtp_echo`).
+    pub fn uas_on(dir: &Path, scenario: &str, port: u16, extra: &[&str]) -> Result<Self> {
         let dir = dir.join(scenario.trim_end_matches(".xml"));
         std::fs::create_dir_all(&dir)?;
         let media_port = net::free_udp_tcp_port()?;
@@ -173,7 +173,8 @@ impl SippCall {
             .args(["-i", "127.0.0.1", "-mi", "127.0.0.1"])
             .args(["-p", &port.to_string(), "-mp", &media_port.to_string()])
             .args(["-m", "1", "-nostdin", "-timeout", "60s", "-timeout_error"])
-            .args(["-trace_err", "-trace_msg"]);
+            .args(["-trace_err", "-trace_msg"])
+            .args(extra);
         let mut proc = Supervised::spawn("sipp", cmd, &dir.join("sipp.log"))?;
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
         while !net::udp_port_bound(port) {
