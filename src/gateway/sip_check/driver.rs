@@ -189,8 +189,16 @@ impl Driver {
         let CallIo { dialog, .. } = std::mem::take(&mut self.call);
         let Some(dialog) = dialog else { return };
         match hang_up {
-            HangUp::Bye(reason) if stopping => bye(dialog, reason).await,
-            // Not waited for: the result does not depend on the BYE's answer.
+            HangUp::Bye(reason) if stopping => {
+                if tokio::time::timeout(BYE_WAIT_AT_STOP, bye(dialog, reason))
+                    .await
+                    .is_err()
+                {
+                    tracing::debug!("SIP health check: BYE unanswered at stop");
+                }
+            }
+            // Not waited for: the result does not depend on the BYE's answer (the transaction
+            // ends by itself, answered or timed out).
             HangUp::Bye(reason) => drop(tokio::spawn(bye(dialog, reason))),
             HangUp::Cancel => dialog.cancel(),
             // Dropping the dialog ends whatever is left of it.
@@ -200,10 +208,8 @@ impl Driver {
 }
 
 async fn bye(dialog: OutgoingDialog, reason: Option<Reason>) {
-    match tokio::time::timeout(BYE_WAIT_AT_STOP, dialog.bye(reason)).await {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => tracing::debug!(error = %e, "SIP health check: BYE"),
-        Err(_) => tracing::debug!("SIP health check: BYE unanswered"),
+    if let Err(e) = dialog.bye(reason).await {
+        tracing::debug!(error = %e, "SIP health check: BYE");
     }
 }
 
