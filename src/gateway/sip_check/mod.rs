@@ -197,8 +197,8 @@ struct Attempt {
     /// When the 200 OK came.
     answered: Option<Instant>,
     ringing: bool,
-    /// The first RTP packet before the answer: when and from where.
-    early_rtp: Option<(Instant, SocketAddr)>,
+    /// Where the first RTP packet before the answer came from.
+    early_rtp: Option<SocketAddr>,
     /// RTP from elsewhere than the answer's address: count and last source.
     stray: Option<(u64, SocketAddr)>,
 }
@@ -209,8 +209,6 @@ enum Step {
     Inviting,
     /// Answered; RTP is expected from `from`'s IP address.
     Answered { at: Instant, from: SocketAddr },
-    /// Answered with an SDP we cannot use: being hung up.
-    Unusable,
 }
 
 #[derive(Debug)]
@@ -270,8 +268,6 @@ impl SipCheck {
             Phase::Calling(a) => Some(match a.step {
                 Step::Inviting => a.started + ANSWER_TIMEOUT,
                 Step::Answered { at, .. } => at + RTP_TIMEOUT,
-                // Ends in the same turn it starts.
-                Step::Unusable => return None,
             }),
             Phase::Stopped => None,
         }
@@ -315,7 +311,6 @@ impl SipCheck {
                     let reason = Reason::new(408, "health check: no RTP");
                     self.finish(now, HangUp::Bye(Some(reason)), Err(failure));
                 }
-                Step::Unusable => {}
             },
             Phase::Stopped => {}
         }
@@ -326,7 +321,7 @@ impl SipCheck {
             if let Phase::Calling(a) = &self.phase {
                 let hang_up = match a.step {
                     Step::Inviting => HangUp::Cancel,
-                    Step::Answered { .. } | Step::Unusable => {
+                    Step::Answered { .. } => {
                         HangUp::Bye(Some(Reason::new(503, "the gateway is shutting down")))
                     }
                 };
@@ -351,7 +346,7 @@ impl SipCheck {
                 }
                 match attempt.step {
                     Step::Inviting => {
-                        attempt.early_rtp.get_or_insert((now, from));
+                        attempt.early_rtp.get_or_insert(from);
                     }
                     Step::Answered { at, from: expected } => {
                         if same_source(expected, from) {
@@ -365,7 +360,6 @@ impl SipCheck {
                             attempt.stray = Some((count + 1, from));
                         }
                     }
-                    Step::Unusable => {}
                 }
             }
             Input::Call(event) => self.on_call_event(now, event),
@@ -385,7 +379,6 @@ impl SipCheck {
                 let neg = match sdp::accept_answer(&CODECS, sdp.as_bytes()) {
                     Ok(neg) => neg,
                     Err(e) => {
-                        attempt.step = Step::Unusable;
                         let reason = Reason::new(488, "health check: no usable audio");
                         let failure = CheckFailure::BadAnswer(e.to_string());
                         self.finish(now, HangUp::Bye(Some(reason)), Err(failure));
@@ -400,7 +393,7 @@ impl SipCheck {
                     payload_type: neg.codec_pt,
                 });
                 // RTP that raced the 200 OK.
-                if let Some((_, early_from)) = attempt.early_rtp {
+                if let Some(early_from) = attempt.early_rtp {
                     if same_source(from, early_from) {
                         let passed = Passed {
                             answer: now - attempt.started,
