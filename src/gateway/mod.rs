@@ -17,6 +17,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
 mod health;
+mod sip_check;
 
 /// How long calls get to hang up properly once told to end, before their tasks are dropped.
 const HANGUP_GRACE: Duration = Duration::from_secs(5);
@@ -56,6 +57,21 @@ pub async fn serve(
         .await
         .context("starting SIP")?;
     let sip_server = Arc::new(sip_server);
+    // jigasi's HEALTH_CHECK_SIP_URI: a call every health.interval, read by /about/health.
+    let (sip_check, sip_check_status) = match &settings.health.sip_uri {
+        Some(uri) => {
+            let sdp_ip = settings.sip.public_address.unwrap_or(media.advertise_ip);
+            let (task, status) = sip_check::driver::spawn(
+                sip_server.clone(),
+                uri.to_string(),
+                &settings.health,
+                media.clone(),
+                sdp_ip,
+            );
+            (Some(task), Some(status))
+        }
+        None => (None, None),
+    };
     let registry = Arc::new(Registry::default());
     let (phase_tx, phase) = watch::channel(Phase::Serving);
     let (stats_tx, stats) = watch::channel(BreweryStats::default());
@@ -72,7 +88,7 @@ pub async fn serve(
                 let pool = pool.clone();
                 Arc::new(move || pool.stats().idle)
             },
-            health: health_source(&breweries, sip_server.registration()),
+            health: health_source(&breweries, sip_server.registration(), sip_check_status),
             draining: {
                 let phase = phase.clone();
                 Arc::new(move || *phase.borrow() == Phase::Draining)
@@ -173,6 +189,10 @@ pub async fn serve(
         }
     }
     phase_tx.send_replace(Phase::Draining);
+    // Before the calls end: its call is hung up like theirs, and it holds the SIP server.
+    if let Some(check) = sip_check {
+        check.stop().await;
+    }
     end_calls(&mut calls, &hangup_tx).await;
     drop(ctx);
     // Dials that arrive while the brewery is leaving are refused, not dropped.
@@ -251,10 +271,12 @@ fn start_breweries(
     Ok((breweries, rx))
 }
 
-/// The health report, read from the breweries' and the registration's current states.
+/// The health report, read from the current states of the breweries, the registration and the
+/// SIP health check (when configured).
 fn health_source(
     breweries: &[xmpp::Brewery],
     registration: watch::Receiver<sip::RegistrationState>,
+    sip_check: Option<watch::Receiver<sip_check::Status>>,
 ) -> Arc<dyn Fn() -> api::HealthReport + Send + Sync> {
     let states: Vec<(String, watch::Receiver<xmpp::BreweryState>)> = breweries
         .iter()
@@ -269,7 +291,12 @@ fn health_source(
             .iter()
             .map(|(server, state)| health::BreweryView { server, state })
             .collect();
-        health::report(&views, &registration.borrow())
+        let check = sip_check.as_ref().map(|s| s.borrow().clone());
+        let check = check.as_ref().map(|status| health::SipCheckView {
+            status,
+            now: tokio::time::Instant::now().into_std(),
+        });
+        health::report(&views, &registration.borrow(), check)
     })
 }
 

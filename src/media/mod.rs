@@ -204,3 +204,9 @@ pub struct Datagram {
     pub destination: SocketAddr,
     pub payload: Vec<u8>,
 }
+
+/// A UDP socket for RTP outside a call's bridge (the SIP health check's call): on
+/// `cfg.bind_ip`, from the media port range, an even port first.
+pub fn bind_rtp_socket(cfg: &MediaConfig) -> Result<std::net::UdpSocket, MediaError> {
+    ports::bind_udp(cfg.bind_ip, cfg.settings.ports, true)
+}

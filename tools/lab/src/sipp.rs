@@ -156,9 +156,15 @@ impl SippCall {
     /// `tests/lab/sipp`) for one call, in `dir/<scenario name>`, on a free port; returns once it
     /// listens, with that port.
     pub fn uas(dir: &Path, scenario: &str) -> Result<(Self, u16)> {
+        let port = net::free_udp_tcp_port()?;
+        Ok((Self::uas_on(dir, scenario, port, &[])?, port))
+    }
+
+    /// As [`SippCall::uas`], on `port` (a callee that comes back at the same address, e.g. a
+    /// target the gateway calls again and again) and with `extra` SIPp options (`-rtp_echo`).
+    pub fn uas_on(dir: &Path, scenario: &str, port: u16, extra: &[&str]) -> Result<Self> {
         let dir = dir.join(scenario.trim_end_matches(".xml"));
         std::fs::create_dir_all(&dir)?;
-        let port = net::free_udp_tcp_port()?;
         let media_port = net::free_udp_tcp_port()?;
         let mut cmd = Command::new("sipp");
         cmd.current_dir(&dir)
@@ -167,7 +173,8 @@ impl SippCall {
             .args(["-i", "127.0.0.1", "-mi", "127.0.0.1"])
             .args(["-p", &port.to_string(), "-mp", &media_port.to_string()])
             .args(["-m", "1", "-nostdin", "-timeout", "60s", "-timeout_error"])
-            .args(["-trace_err", "-trace_msg"]);
+            .args(["-trace_err", "-trace_msg"])
+            .args(extra);
         let mut proc = Supervised::spawn("sipp", cmd, &dir.join("sipp.log"))?;
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
         while !net::udp_port_bound(port) {
@@ -178,14 +185,11 @@ impl SippCall {
             );
             std::thread::sleep(std::time::Duration::from_millis(20));
         }
-        Ok((
-            Self {
-                proc,
-                dir,
-                media_port,
-            },
-            port,
-        ))
+        Ok(Self {
+            proc,
+            dir,
+            media_port,
+        })
     }
 
     /// Waits for the scenario to finish and fails (with SIPp's own error trace) unless the call
