@@ -112,8 +112,12 @@ fn metrics_parse_with_the_prometheus_client_parser() -> Result<()> {
         json!(0.0),
         "{m:?}"
     );
-    // No Jicofo made the brewery room, so the gateway is not in it: not healthy.
-    assert_eq!(m["jitsi_sip_gateway_healthy"], json!(0.0), "{m:?}");
+    // No Jicofo made the brewery room, so the gateway is not in it; without a SIP account or
+    // server it cannot place calls, so Jicofo has no use for it there: healthy all the same.
+    assert_eq!(m["jitsi_sip_gateway_healthy"], json!(1.0), "{m:?}");
+    let health = gw.api("/about/health")?;
+    assert_eq!(health["brewery"][0]["required"], json!(false), "{health}");
+    assert_ne!(health["brewery"][0]["state"], json!("joined"), "{health}");
     gw.stop()?;
     Ok(())
 }
@@ -158,7 +162,9 @@ fn wait_api(gw: &Gateway, path: &str, what: &str, ok: impl Fn(&Value) -> bool) -
 fn health_is_500_until_the_brewery_is_joined_and_follows_prosody_away_and_back() -> Result<()> {
     let dir = paths::run_dir("api-health")?;
     let mut prosody = Prosody::start(&dir)?;
-    let mut gw = Gateway::start(Path::new(BIN), &dir, &prosody, &GatewayOptions::default())?;
+    // Required as it is for a gateway that places calls (a SIP account or a trunk's server).
+    let opts = GatewayOptions::default().set("health.require_brewery", "true");
+    let mut gw = Gateway::start(Path::new(BIN), &dir, &prosody, &opts)?;
     // Only Jicofo (the emulator) may create the brewery room: until it has, no dial can reach us.
     let before = gw.wait_health(500, T)?;
     assert_eq!(before["healthy"], json!(false), "{before}");

@@ -369,10 +369,12 @@ fn health(r: &mut Reader<'_>) -> Option<HealthSettings> {
     let sip_uri = r.opt("health.sip_uri", SipUri::from_str);
     let interval = r.req("health.interval_ms", millis);
     let timeout = r.req("health.timeout_ms", millis);
+    let require_brewery = r.opt("health.require_brewery", parse_bool);
     Some(HealthSettings {
         sip_uri: sip_uri?,
         interval: Duration::from_millis(interval?),
         timeout: Duration::from_millis(timeout?),
+        require_brewery: require_brewery?,
     })
 }
 

@@ -488,6 +488,11 @@ pub(crate) static KEYS: &[KeySpec] = &[
         "unhealthy after this long without a successful check",
     )
     .def("600000"),
+    k(
+        "health.require_brewery",
+        Bool,
+        "unhealthy while not in the jigasi brewery; unset: only when calls can be placed (a SIP account or sip.server)",
+    ),
     // --- api ----------------------------------------------------------------------------------
     k("api.host", Str, "IP the HTTP API listens on")
         .def("127.0.0.1")

@@ -21,6 +21,17 @@ pub struct Settings {
     pub log: LogSettings,
 }
 
+impl Settings {
+    /// Whether health requires the brewery: as set, else only when the gateway can place calls.
+    /// Jicofo makes and uses a jigasi brewery only for dial-out (docker-jitsi-meet configures one
+    /// only with JIGASI_SIP_URI), so a dial-in-only gateway would never get in.
+    pub fn brewery_required(&self) -> bool {
+        self.health
+            .require_brewery
+            .unwrap_or(self.sip.uri.is_some() || self.sip.server.is_some())
+    }
+}
+
 /// Prosody: the brewery (control) connections and the per-call connections.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct XmppSettings {
@@ -143,6 +154,9 @@ pub struct HealthSettings {
     pub sip_uri: Option<SipUri>,
     pub interval: Duration,
     pub timeout: Duration,
+    /// Whether not being in the brewery makes the gateway unhealthy; unset: see
+    /// [`Settings::brewery_required`].
+    pub require_brewery: Option<bool>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

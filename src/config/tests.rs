@@ -1550,3 +1550,24 @@ fn bad_tls_values_name_their_key() {
     assert!(e.starts_with("sip.tls_ca_file"), "{e}");
     assert!(e.contains("control characters"), "{e}");
 }
+
+#[test]
+fn the_brewery_is_required_for_health_when_calls_can_be_placed_unless_set() {
+    let required = |env: &[(&str, &str)], flags: &[FlagValue]| {
+        ok(load_with(None, &docker_env(env), flags))
+            .settings
+            .brewery_required()
+    };
+    let account = [("JIGASI_SIP_URI", "sip:gw@pbx.example.com")];
+    assert!(!required(&[], &[]), "dial-in only: Jicofo has no brewery");
+    assert!(required(&account, &[]));
+    assert!(
+        required(&[], &[set("sip.server", "pbx.example.com")]),
+        "a trunk"
+    );
+    assert!(!required(
+        &account,
+        &[set("health.require_brewery", "false")]
+    ));
+    assert!(required(&[], &[set("health.require_brewery", "true")]));
+}

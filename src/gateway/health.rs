@@ -26,9 +26,12 @@ pub(super) struct SipCheckView<'a> {
 /// failing. Each problem is one line an operator can act on.
 pub(super) fn report(
     breweries: &[BreweryView<'_>],
+    require_brewery: bool,
     sip: &RegistrationState,
     check: Option<SipCheckView<'_>>,
 ) -> HealthReport {
+    // Brewery problems count only when the brewery is required (a dial-in-only deployment has
+    // no Jicofo brewery to join); its state is shown either way.
     let mut problems = Vec::new();
     let brewery: Vec<Value> = breweries
         .iter()
@@ -55,11 +58,15 @@ pub(super) fn report(
                     ("stopped", json!({}))
                 }
             };
-            let mut v = json!({ "server": b.server, "state": state });
+            let mut v = json!({ "server": b.server, "state": state, "required": require_brewery });
             merge(&mut v, extra);
             v
         })
         .collect();
+    if !require_brewery {
+        // The brewery's are the only problems so far.
+        problems.clear();
+    }
     let sip_registration = match sip {
         RegistrationState::Disabled => json!({ "state": "disabled" }),
         RegistrationState::Registering => {
@@ -192,6 +199,7 @@ mod tests {
             .collect();
         let r = report(
             &views,
+            true,
             &RegistrationState::Registered {
                 expires_in: Duration::from_secs(600),
             },
@@ -200,8 +208,26 @@ mod tests {
         assert!(r.problems.is_empty(), "{:?}", r.problems);
         assert_eq!(r.detail["brewery"][1]["state"], "joined");
         assert_eq!(r.detail["sip_registration"]["expires_in_s"], 600);
-        let trunk = report(&views, &RegistrationState::Disabled, None);
+        let trunk = report(&views, true, &RegistrationState::Disabled, None);
         assert!(trunk.problems.is_empty(), "a trunk has nothing to register");
+    }
+
+    #[test]
+    fn a_brewery_that_is_not_required_is_shown_but_is_no_problem() {
+        let lost = BreweryState::Lost {
+            reason: "Room creation is restricted".into(),
+            retry_in: Duration::from_secs(30),
+        };
+        let views = [BreweryView {
+            server: "xmpp.meet.jitsi",
+            state: &lost,
+        }];
+        let r = report(&views, false, &RegistrationState::Disabled, None);
+        assert!(r.problems.is_empty(), "{:?}", r.problems);
+        assert_eq!(r.detail["brewery"][0]["state"], "lost");
+        assert_eq!(r.detail["brewery"][0]["required"], false);
+        let required = report(&views, true, &RegistrationState::Disabled, None);
+        assert_eq!(required.problems.len(), 1, "{:?}", required.problems);
     }
 
     #[test]
@@ -223,6 +249,7 @@ mod tests {
         ];
         let r = report(
             &views,
+            true,
             &RegistrationState::Failed {
                 reason: "401 Unauthorized after credentials: wrong password?".into(),
                 status: Some(401),
@@ -258,7 +285,7 @@ mod tests {
             state: &j,
         }];
         let check = SipCheckView { status, now };
-        report(&views, &RegistrationState::Disabled, Some(check))
+        report(&views, true, &RegistrationState::Disabled, Some(check))
     }
 
     #[test]
@@ -330,7 +357,7 @@ mod tests {
 
     #[test]
     fn without_a_sip_check_the_detail_says_disabled() {
-        let r = report(&[], &RegistrationState::Disabled, None);
+        let r = report(&[], true, &RegistrationState::Disabled, None);
         assert_eq!(r.detail["sip_health_check"], json!({ "state": "disabled" }));
     }
 
@@ -342,6 +369,7 @@ mod tests {
                 server: "s",
                 state: &c,
             }],
+            true,
             &RegistrationState::Registering,
             None,
         );

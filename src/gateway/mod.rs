@@ -88,7 +88,12 @@ pub async fn serve(
                 let pool = pool.clone();
                 Arc::new(move || pool.stats().idle)
             },
-            health: health_source(&breweries, sip_server.registration(), sip_check_status),
+            health: health_source(
+                &breweries,
+                settings.brewery_required(),
+                sip_server.registration(),
+                sip_check_status,
+            ),
             draining: {
                 let phase = phase.clone();
                 Arc::new(move || *phase.borrow() == Phase::Draining)
@@ -275,6 +280,7 @@ fn start_breweries(
 /// SIP health check (when configured).
 fn health_source(
     breweries: &[xmpp::Brewery],
+    require_brewery: bool,
     registration: watch::Receiver<sip::RegistrationState>,
     sip_check: Option<watch::Receiver<sip_check::Status>>,
 ) -> Arc<dyn Fn() -> api::HealthReport + Send + Sync> {
@@ -296,7 +302,7 @@ fn health_source(
             status,
             now: tokio::time::Instant::now().into_std(),
         });
-        health::report(&views, &registration.borrow(), check)
+        health::report(&views, require_brewery, &registration.borrow(), check)
     })
 }
 
