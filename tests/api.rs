@@ -363,6 +363,25 @@ fn stats_and_metrics_count_a_real_call_while_it_runs_and_after_it_ends() -> Resu
         json!(0.0),
         "{m:?}"
     );
+
+    // The call's own log says the same, in fields a log query can filter on.
+    let ended = lab
+        .gateway
+        .wait_log("the call's end", T, |l| l["message"] == json!("call ended"))?;
+    assert_eq!(ended["by"], json!("phone"), "{ended}");
+    assert!(ended.get("cause").is_none(), "the phone ended it: {ended}");
+    assert!(
+        ended["duration_s"].as_f64().is_some_and(|s| s >= 8.0),
+        "{ended}"
+    );
+    let logged = ended["setup_ms"].as_f64().context("setup_ms")?;
+    let counted = setup["p50_ms"].as_f64().context("p50")?;
+    assert!((logged - counted).abs() <= 1.0, "{ended} vs {setup}");
+    let media = lab.gateway.wait_log("the media totals", T, |l| {
+        l["message"] == json!("media stopped")
+    })?;
+    assert_eq!(media["phone_packets_in"], phone["packets_in"], "{media}");
+    assert_eq!(media["conference_lost"], conference["lost"], "{media}");
     lab.gateway.stop()?;
     Ok(())
 }

@@ -175,7 +175,7 @@ async fn drive(
     }
     // Whatever the machine did not close (a lost task, a failed send) goes now.
     if let Some(m) = media.take() {
-        m.stop().await;
+        log_media_stopped(&m.stop().await);
     }
     if let Some(x) = xmpp.take() {
         x.close().await;
@@ -338,12 +338,32 @@ async fn exec_media(
         }
         MediaCommand::Stop => {
             if let Some(h) = media.take() {
-                let stats = h.stop().await;
-                tracing::info!(?stats, "media stopped");
+                log_media_stopped(&h.stop().await);
             }
             None
         }
     }
+}
+
+/// Both legs' totals as fields of their own (`phone_lost`, `conference_jitter_ms`, …), so a log
+/// query can filter on them. Losses or concealment on one leg say which network to look at.
+fn log_media_stopped(stats: &media::MediaStats) {
+    let (p, c) = (&stats.phone, &stats.conference);
+    tracing::info!(
+        phone_packets_in = p.packets_in,
+        phone_packets_out = p.packets_out,
+        phone_lost = p.lost,
+        phone_late = p.late,
+        phone_jitter_ms = (p.jitter_ms * 100.0).round() / 100.0,
+        phone_concealed_frames = p.concealed_frames,
+        conference_packets_in = c.packets_in,
+        conference_packets_out = c.packets_out,
+        conference_lost = c.lost,
+        conference_late = c.late,
+        conference_jitter_ms = (c.jitter_ms * 100.0).round() / 100.0,
+        conference_concealed_frames = c.concealed_frames,
+        "media stopped"
+    );
 }
 
 /// The local address toward `remote`: the listening address when it is a specific one, else

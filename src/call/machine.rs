@@ -243,6 +243,16 @@ pub enum EndedBy {
     Gateway,
 }
 
+impl EndedBy {
+    pub fn name(self) -> &'static str {
+        match self {
+            EndedBy::Phone => "phone",
+            EndedBy::Conference => "conference",
+            EndedBy::Gateway => "gateway",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EndSummary {
     pub by: EndedBy,
@@ -406,7 +416,7 @@ impl Call {
             code,
             reason: Some(Reason::new(code, text)),
         });
-        self.finish(EndedBy::Gateway, Some(code), text);
+        self.finish(self.started, EndedBy::Gateway, Some(code), text);
     }
 
     pub fn nick(&self) -> &str {
@@ -1046,8 +1056,7 @@ impl Call {
             self.push_xmpp(XmppCommand::Leave);
             self.xmpp_up = false;
         }
-        let _ = now;
-        self.finish(by, cause.filter(|_| by != EndedBy::Phone), text);
+        self.finish(now, by, cause.filter(|_| by != EndedBy::Phone), text);
     }
 
     /// Tells the phone the call is over: BYE once answered; before that, a final response to a
@@ -1070,7 +1079,7 @@ impl Call {
         self.push_sip(cmd);
     }
 
-    fn finish(&mut self, by: EndedBy, cause: Option<u16>, text: &str) {
+    fn finish(&mut self, now: Instant, by: EndedBy, cause: Option<u16>, text: &str) {
         let summary = EndSummary {
             by,
             cause,
@@ -1078,7 +1087,16 @@ impl Call {
             setup: self.answered.map(|t| t - self.started),
             connected: self.connected_at.map(|t| t - self.started),
         };
-        tracing::info!(by = ?by, cause = ?cause, reason = %text, "call ended");
+        // One line an operator can read the call from: who ended it, the SIP cause sent (absent
+        // when the phone ended it), how long it lasted and how long it took to answer.
+        tracing::info!(
+            by = by.name(),
+            cause,
+            reason = %text,
+            duration_s = ((now - self.started).as_secs_f64() * 1000.0).round() / 1000.0,
+            setup_ms = summary.setup.map(|d| d.as_millis() as u64),
+            "call ended"
+        );
         self.refuse_rayo(text);
         self.state = State::Ended;
         self.deadlines.clear();
