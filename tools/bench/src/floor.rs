@@ -5,6 +5,7 @@
 //! G.711 work both ways. Timed on this thread's CPU clock, so other load on the machine does not
 //! count.
 
+use crate::phone::{ulaw_decode, ulaw_encode};
 use audiopus::coder::{Decoder, Encoder};
 use audiopus::{Application, Bitrate, Channels, SampleRate};
 use std::time::Duration;
@@ -115,36 +116,6 @@ fn per_item_us(rounds: usize, items: usize, mut f: impl FnMut()) -> f64 {
     samples[samples.len() / 2]
 }
 
-/// µ-law, ITU-T G.711 (the gateway's own tables are private to it; this is the textbook form).
-fn ulaw_encode(s: i16) -> u8 {
-    const BIAS: i32 = 0x84;
-    const CLIP: i32 = 32_635;
-    let mut v = i32::from(s);
-    let sign = if v < 0 {
-        v = -v;
-        0x80
-    } else {
-        0
-    };
-    v = v.min(CLIP) + BIAS;
-    // The segment: where the highest set bit is, above bit 7.
-    let exponent = (31 - v.leading_zeros() as i32 - 7).clamp(0, 7);
-    let mantissa = (v >> (exponent + 3)) & 0x0F;
-    !((sign | (exponent << 4) | mantissa) as u8)
-}
-
-fn ulaw_decode(u: u8) -> i16 {
-    let u = !u;
-    let exponent = (u >> 4) & 0x07;
-    let mantissa = i32::from(u & 0x0F);
-    let v = (((mantissa << 3) + 0x84) << exponent) - 0x84;
-    if u & 0x80 != 0 {
-        -v as i16
-    } else {
-        v as i16
-    }
-}
-
 /// Measures the floor of `work` on this machine (about a second of CPU).
 pub fn measure(work: &Work) -> anyhow::Result<Floor> {
     const SECONDS: f64 = 4.0;
@@ -202,19 +173,6 @@ pub fn measure(work: &Work) -> anyhow::Result<Floor> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn ulaw_round_trips_within_its_quantisation() {
-        assert_eq!(ulaw_encode(0), 0xFF);
-        for x in [-32_000i16, -1000, -5, 0, 7, 1000, 12_345, 32_767] {
-            let back = ulaw_decode(ulaw_encode(x));
-            let tolerance = (i32::from(x).abs() / 16).max(8);
-            assert!(
-                (i32::from(back) - i32::from(x)).abs() <= tolerance,
-                "{x} → {back}"
-            );
-        }
-    }
 
     #[test]
     fn the_floor_grows_with_the_speakers() {

@@ -2,6 +2,7 @@
 //! through a running gateway on loopback and measures the codec floor in the same run.
 
 mod floor;
+mod phone;
 
 use clap::Parser;
 
