@@ -3,6 +3,7 @@
 
 mod floor;
 mod phone;
+mod procstat;
 
 use clap::Parser;
 
