@@ -5,8 +5,7 @@
 
 mod metrics;
 
-use crate::call::{CallPhase, LegTotals, LiveCall, Registry};
-use crate::media::LegStats;
+use crate::call::{CallPhase, LiveCall, Registry};
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
@@ -104,8 +103,8 @@ async fn stats(State(state): State<ApiState>) -> Json<Value> {
             .collect::<serde_json::Map<_, _>>(),
         "setup_ms": { "dial_in": s.setup_in, "dial_out": s.setup_out },
         "media": {
-            "phone": leg_totals(&s.media.phone),
-            "conference": leg_totals(&s.media.conference),
+            "phone": with_loss(json!(s.media.phone)),
+            "conference": with_loss(json!(s.media.conference)),
         },
         "live_calls": s.live.iter().map(live_call).collect::<Vec<_>>(),
     });
@@ -161,18 +160,15 @@ fn loss_percent(received: u64, lost: u64) -> f64 {
     }
 }
 
-fn leg_totals(l: &LegTotals) -> Value {
-    let mut v = json!(l);
-    v["loss_percent"] = json!(loss_percent(l.packets_in, l.lost));
-    v
+/// A leg's counters as JSON, with their loss as a share of the packets expected.
+fn with_loss(mut leg: Value) -> Value {
+    let count = |k: &str| leg[k].as_u64().unwrap_or(0);
+    let loss = loss_percent(count("packets_in"), count("lost"));
+    leg["loss_percent"] = json!(loss);
+    leg
 }
 
 fn live_call(c: &LiveCall) -> Value {
-    let leg = |l: &LegStats| {
-        let mut v = json!(l);
-        v["loss_percent"] = json!(loss_percent(l.packets_in, l.lost));
-        v
-    };
     json!({
         "call_id": c.call_id,
         "direction": c.direction,
@@ -180,8 +176,8 @@ fn live_call(c: &LiveCall) -> Value {
         "state": c.state,
         "duration_s": c.duration_s,
         "setup_ms": c.setup_ms,
-        "phone": c.media.as_ref().map(|m| leg(&m.phone)),
-        "conference": c.media.as_ref().map(|m| leg(&m.conference)),
+        "phone": c.media.as_ref().map(|m| with_loss(json!(m.phone))),
+        "conference": c.media.as_ref().map(|m| with_loss(json!(m.conference))),
     })
 }
 
@@ -347,6 +343,13 @@ mod tests {
         // A leap day.
         let leap = UNIX_EPOCH + Duration::from_secs(951_782_400);
         assert_eq!(timestamp(leap), "2000-02-29 00:00:00.000");
+    }
+
+    #[test]
+    fn a_legs_loss_is_added_from_its_own_counters() {
+        let leg = with_loss(json!({ "packets_in": 90, "lost": 10, "late": 1 }));
+        assert_eq!(leg["loss_percent"], json!(10.0));
+        assert_eq!(leg["late"], json!(1));
     }
 
     #[test]
