@@ -158,20 +158,34 @@ struct Jicofo {
 
 impl Jicofo {
     async fn start(prosody: &Prosody) -> Result<Jicofo> {
-        let jid = BareJid::new("focus@auth.meet.jitsi")?;
-        let client = Client::new_plaintext(
-            jid,
-            prosody.focus_password.clone(),
-            DnsConfig::addr(&format!("127.0.0.1:{}", prosody.c2s_port)),
-            Timeouts::default(),
-        );
-        let mut jicofo = Jicofo {
-            client,
-            buffered: VecDeque::new(),
-        };
-        jicofo.online().await?;
-        jicofo.join().await?;
-        Ok(jicofo)
+        // Now and then (more often on a loaded machine) this tokio-xmpp client never hands us
+        // the answer to the join although Prosody sent it and the client acknowledged it
+        // (XEP-0198 h counts it); sending the join again on the same client does not help, a new
+        // client does. Short tries, so a Jicofo that comes back still comes back quickly.
+        let mut last = None;
+        for _ in 0..4 {
+            let jid = BareJid::new("focus@auth.meet.jitsi")?;
+            let client = Client::new_plaintext(
+                jid,
+                prosody.focus_password.clone(),
+                DnsConfig::addr(&format!("127.0.0.1:{}", prosody.c2s_port)),
+                Timeouts::default(),
+            );
+            let mut jicofo = Jicofo {
+                client,
+                buffered: VecDeque::new(),
+            };
+            jicofo.online().await?;
+            match jicofo.join().await {
+                Ok(()) => return Ok(jicofo),
+                Err(e) => {
+                    eprintln!("{e}: a new focus client");
+                    jicofo.stop().await;
+                    last = Some(e);
+                }
+            }
+        }
+        Err(last.unwrap_or_else(|| anyhow!("no focus")))
     }
 
     async fn stop(self) {
@@ -198,15 +212,14 @@ impl Jicofo {
             .append(Element::builder("x", NS_MUC).build())
             .build();
         let mut before = VecDeque::new();
-        // Now and then (2 runs in 14 here) this tokio-xmpp client never hands us the answer although
-        // Prosody sent it and the client acknowledged it (XEP-0198 h counts it): the join is
-        // sent again after a pause (a repeated join is only a presence update to the room).
-        for _ in 0..5 {
+        // Sent again after a pause (a repeated join is only a presence update to the room); a
+        // client that still hands nothing over is replaced by `start`.
+        for _ in 0..2 {
             self.client
                 .send_stanza(Stanza::try_from(join.clone())?)
                 .await
                 .context("sending the focus join")?;
-            let answered = tokio::time::timeout(Duration::from_secs(3), async {
+            let answered = tokio::time::timeout(Duration::from_millis(1500), async {
                 loop {
                     let stanza = self.next_raw().await?;
                     if let Stanza::Presence(p) = &stanza {
@@ -225,7 +238,7 @@ impl Jicofo {
                 return Ok(());
             }
         }
-        bail!("no focus join after five tries")
+        bail!("no focus join after two tries")
     }
 
     async fn next_raw(&mut self) -> Result<Stanza> {
