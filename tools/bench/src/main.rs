@@ -1,6 +1,7 @@
 //! `loadgen`: the load benchmark of issue 6 (work in progress). Drives N concurrent calls
 //! through a running gateway on loopback and measures the codec floor in the same run.
 
+mod conference;
 mod floor;
 
 use clap::Parser;
