@@ -9,12 +9,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{anyhow, Context, Result};
-use futures::{SinkExt, StreamExt};
+use anyhow::{anyhow, Result};
+use futures::StreamExt;
 use rand::distr::{Alphanumeric, SampleString};
 use str0m::IceCreds;
-use tokio::io::BufStream;
-use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio_xmpp::connect::DnsConfig;
 use tokio_xmpp::minidom::rxml::NcName;
@@ -23,10 +21,11 @@ use tokio_xmpp::parsers::jid::Jid;
 use tokio_xmpp::parsers::minidom::Element;
 use tokio_xmpp::parsers::presence::{Presence, Type as PresenceType};
 use tokio_xmpp::parsers::stanza_error::{DefinedCondition, ErrorType, StanzaError};
-use tokio_xmpp::xmlstream::{initiate_stream, ReadError, StreamHeader, Timeouts, XmlStream};
+use tokio_xmpp::xmlstream::Timeouts;
 use tokio_xmpp::{Client, Event, Stanza};
 
-use super::bridge::Cmd;
+use super::bridge::{Cmd, Mailbox};
+use super::component::ComponentStream;
 use super::stanzas::{self, OfferSource, FOCUS_NICK};
 use super::{join, thread_cpu, ConferenceOptions, EndedBy, SessionReport, Shared};
 
@@ -34,7 +33,7 @@ use super::{join, thread_cpu, ConferenceOptions, EndedBy, SessionReport, Shared}
 const START_TIMEOUT: Duration = Duration::from_secs(20);
 
 pub struct MediaTarget {
-    pub tx: mpsc::UnboundedSender<Cmd>,
+    pub tx: Mailbox,
     pub local: SocketAddr,
 }
 
@@ -84,7 +83,13 @@ pub fn spawn(
                         return;
                     }
                 };
-                let component = match connect_component(&opts).await {
+                let component_jid = format!("focus.{}", opts.domain);
+                let component = ComponentStream::connect(
+                    SocketAddr::new(opts.xmpp_host, opts.component_port),
+                    &component_jid,
+                    &opts.component_secret,
+                );
+                let component = match component.await {
                     Ok(c) => c,
                     Err(e) => {
                         let _ = ready_tx.send(Err(e));
@@ -117,59 +122,6 @@ pub fn spawn(
             handle.stop();
             Err(anyhow!("the focus was not ready within {START_TIMEOUT:?}"))
         }
-    }
-}
-
-type ComponentStream = XmlStream<BufStream<TcpStream>, Element>;
-
-/// XEP-0114: a stream in `jabber:component:accept`, then the SHA-1 handshake. tokio-xmpp's own
-/// component type would parse stanzas as `jabber:client` without xmpp-parsers' `component`
-/// feature (which would rebuild it for the whole workspace), so this reads raw elements.
-async fn connect_component(opts: &ConferenceOptions) -> Result<ComponentStream> {
-    let jid = format!("focus.{}", opts.domain);
-    let addr = SocketAddr::new(opts.xmpp_host, opts.component_port);
-    let tcp = tokio::time::timeout(Duration::from_secs(5), TcpStream::connect(addr))
-        .await
-        .context("connecting the focus component")??;
-    let timeouts = Timeouts {
-        // Components are not pinged; an idle stream is fine.
-        read_timeout: Duration::from_secs(86_400),
-        response_timeout: Duration::from_secs(60),
-    };
-    let mut pending = initiate_stream(
-        BufStream::new(tcp),
-        stanzas::NS_COMPONENT,
-        StreamHeader {
-            to: Some(jid.as_str().into()),
-            from: None,
-            id: None,
-        },
-        timeouts,
-    )
-    .await
-    .context("component stream header")?;
-    let id = pending
-        .take_header()
-        .id
-        .map(|i| i.into_owned())
-        .context("component stream without id")?;
-    let mut stream: ComponentStream = pending.skip_features();
-    let handshake = tokio_xmpp::parsers::component::Handshake::from_stream_id_and_password(
-        id,
-        &opts.component_secret,
-    );
-    stream
-        .send(&handshake)
-        .await
-        .context("component handshake")?;
-    let answer = tokio::time::timeout(Duration::from_secs(5), stream.next())
-        .await
-        .context("no handshake answer")?;
-    match answer {
-        Some(Ok(el)) if el.name() == "handshake" => Ok(stream),
-        Some(Ok(el)) => Err(anyhow!("component refused: {el:?}")),
-        Some(Err(e)) => Err(anyhow!("component handshake: {e:?}")),
-        None => Err(anyhow!("component stream closed at handshake")),
     }
 }
 
@@ -281,13 +233,12 @@ impl Focus {
                     }
                 },
                 el = self.component.next(), if self.component_alive => match el {
-                    Some(Ok(el)) => self.on_component(el).await,
-                    Some(Err(ReadError::SoftTimeout | ReadError::ParseError(_))) => {}
-                    Some(Err(e)) => {
+                    Ok(Some(el)) => self.on_component(el).await,
+                    Err(e) => {
                         self.component_alive = false;
-                        self.shared.error(format!("focus component stream failed: {e:?}"));
+                        self.shared.error(format!("focus component stream failed: {e:#}"));
                     }
-                    None => {
+                    Ok(None) => {
                         self.component_alive = false;
                         self.shared.error("focus component stream closed".into());
                     }
@@ -348,7 +299,7 @@ impl Focus {
         }
         if let Err(e) = self.component.send(&el).await {
             self.component_alive = false;
-            self.shared.error(format!("focus component send: {e}"));
+            self.shared.error(format!("focus component send: {e:#}"));
         }
     }
 
@@ -493,6 +444,7 @@ impl Focus {
                     rx: Default::default(),
                     tx_packets: 0,
                     tx_skipped: 0,
+                    datagrams: (0, 0),
                     tone: None,
                     worker,
                 },
@@ -502,7 +454,7 @@ impl Focus {
         self.shared.changed.notify_all();
         let target = &self.targets[worker];
         let local = target.local;
-        let _ = target.tx.send(Cmd::Add {
+        target.tx.send(Cmd::Add {
             sid: sid.clone(),
             ice: ice.clone(),
             // The bridge's own source is announced but silent, as a real bridge's mostly is.
@@ -669,7 +621,7 @@ impl Focus {
                         r.transport_info.get_or_insert(now);
                     }
                 });
-                let _ = tx.send(Cmd::Transport {
+                tx.send(Cmd::Transport {
                     sid: j.sid,
                     transport: j.transport,
                 });
@@ -681,11 +633,11 @@ impl Focus {
                     }
                 });
                 let fingerprint = j.transport.fingerprint.clone();
-                let _ = tx.send(Cmd::Transport {
+                tx.send(Cmd::Transport {
                     sid: j.sid.clone(),
                     transport: j.transport,
                 });
-                let _ = tx.send(Cmd::Accept {
+                tx.send(Cmd::Accept {
                     sid: j.sid,
                     fingerprint,
                     ssrc: j.ssrc,
@@ -707,7 +659,7 @@ impl Focus {
         let Some(sig) = self.sessions.remove(sid) else {
             return;
         };
-        let _ = self.targets[sig.worker].tx.send(Cmd::End {
+        self.targets[sig.worker].tx.send(Cmd::End {
             sid: sid.to_owned(),
             by,
         });
@@ -807,7 +759,7 @@ impl Focus {
         }
         let close = async {
             if self.component_alive {
-                let _ = SinkExt::<&Element>::close(&mut self.component).await;
+                self.component.close().await;
             }
         };
         let _ = tokio::time::timeout(Duration::from_secs(2), close).await;

@@ -18,9 +18,13 @@
 
 mod audio;
 mod bridge;
+mod component;
 mod focus;
 mod session;
 mod stanzas;
+#[cfg(test)]
+mod testing;
+mod udp;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, Ipv4Addr};
@@ -177,6 +181,8 @@ pub struct SessionReport {
     pub tx_packets: u64,
     /// Speaker packets not sent because the media thread fell behind.
     pub tx_skipped: u64,
+    /// Every datagram from and to the gateway (RTP, RTCP, STUN, DTLS).
+    pub datagrams: (u64, u64),
     pub tone: Option<ToneReading>,
     worker: usize,
 }

@@ -99,11 +99,19 @@ pub struct BridgeSession {
     frame: usize,
     pub tx_packets: u64,
     pub tx_skipped: u64,
+    /// Every datagram handled and produced (RTP, RTCP, STUN, DTLS).
+    pub datagrams_in: u64,
+    pub datagrams_out: u64,
     rx_mid: Mid,
     gateway_ssrc: Option<u32>,
     has_fingerprint: bool,
     held: Vec<(Instant, SocketAddr, SocketAddr, Vec<u8>)>,
     rtc_timeout: Instant,
+    /// The latest time given to str0m: datagrams are stamped by the kernel on arrival and may be
+    /// read after a later timeout, but str0m's clock must not go back.
+    clock: Instant,
+    /// The arrival time of the datagram being handled, for the analysis.
+    arrival: Instant,
     transmits: VecDeque<Datagram>,
     events: VecDeque<SessionEvent>,
     pub rx: Analysis,
@@ -200,11 +208,15 @@ impl BridgeSession {
             frame: 0,
             tx_packets: 0,
             tx_skipped: 0,
+            datagrams_in: 0,
+            datagrams_out: 0,
             rx_mid,
             gateway_ssrc: None,
             has_fingerprint: false,
             held: Vec::new(),
             rtc_timeout: now,
+            clock: now,
+            arrival: now,
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             rx: Analysis::new(hann, decode_every, phase),
@@ -245,12 +257,7 @@ impl BridgeSession {
     }
 
     /// The gateway's DTLS fingerprint and send SSRC (session-accept).
-    pub fn accept(
-        &mut self,
-        now: Instant,
-        fingerprint: Option<&RemoteFingerprint>,
-        gateway_ssrc: Option<u32>,
-    ) {
+    pub fn accept(&mut self, fingerprint: Option<&RemoteFingerprint>, gateway_ssrc: Option<u32>) {
         if self.is_failed() {
             return;
         }
@@ -279,7 +286,7 @@ impl BridgeSession {
                 Err(e) => return self.fail(format!("gateway fingerprint {:?}: {e}", f.value)),
             }
             for (at, from, to, data) in std::mem::take(&mut self.held) {
-                self.handle_receive(at.max(now), from, to, &data);
+                self.handle_receive(at, from, to, &data);
             }
         }
         self.drain();
@@ -293,18 +300,23 @@ impl BridgeSession {
         }
     }
 
-    pub fn handle_receive(&mut self, now: Instant, from: SocketAddr, to: SocketAddr, data: &[u8]) {
+    /// A datagram that arrived at `at`.
+    pub fn handle_receive(&mut self, at: Instant, from: SocketAddr, to: SocketAddr, data: &[u8]) {
         if self.is_failed() {
             return;
         }
+        let now = at.max(self.clock);
         // DTLS is content type 20..=63 (RFC 7983). Held until the fingerprint is known, so
         // the handshake never ends on a certificate we cannot check yet.
         if !self.has_fingerprint && matches!(data.first(), Some(20..=63)) {
             if self.held.len() < HELD_MAX {
-                self.held.push((now, from, to, data.to_vec()));
+                self.held.push((at, from, to, data.to_vec()));
             }
             return;
         }
+        self.clock = now;
+        self.arrival = at;
+        self.datagrams_in += 1;
         let Ok(receive) = Receive::new(Protocol::Udp, from, to, data) else {
             return;
         };
@@ -315,6 +327,8 @@ impl BridgeSession {
     }
 
     pub fn handle_timeout(&mut self, now: Instant) {
+        let now = now.max(self.clock);
+        self.clock = now;
         match self.state {
             State::Failed => return,
             State::Connecting { deadline } if now >= deadline => {
@@ -379,7 +393,9 @@ impl BridgeSession {
     }
 
     pub fn poll_transmit(&mut self) -> Option<Datagram> {
-        self.transmits.pop_front()
+        let d = self.transmits.pop_front();
+        self.datagrams_out += u64::from(d.is_some());
+        d
     }
 
     pub fn poll_event(&mut self) -> Option<SessionEvent> {
@@ -435,7 +451,7 @@ impl BridgeSession {
                     .audio_level
                     .map(|l| l.unsigned_abs().min(127));
                 self.rx.packet(
-                    p.timestamp,
+                    self.arrival,
                     *p.seq_no,
                     p.header.timestamp,
                     &p.payload,

@@ -1,142 +1,28 @@
 //! A bridge session against a gateway-like str0m peer (ICE controlling, DTLS client, as
 //! `media::conference_leg` sets itself up), datagrams moved in memory on virtual time.
 
-use std::collections::HashMap;
-
-use audiopus::coder::Encoder;
-use audiopus::{Application, Channels, SampleRate};
-use str0m::config::DtlsVersion;
-
 use super::*;
 use crate::conference::audio::speaker_loops;
 use crate::conference::dtls_cert;
+use crate::conference::testing::{phone_tone_packets, GatewayPeer};
 
 const BRIDGE: &str = "127.0.0.1:6000";
 const GATEWAY: &str = "127.0.0.1:5000";
 
-struct Gateway {
-    rtc: Rtc,
-    ssrc: Ssrc,
-    seq: u64,
-    ts: u32,
-    connected: bool,
-    received: HashMap<u32, u64>,
-    out: Vec<Datagram>,
-    timeout: Instant,
-    packets: Vec<Vec<u8>>,
-}
+type Gateway = GatewayPeer;
 
-impl Gateway {
-    fn new(now: Instant, ufrag: &str, pwd: &str, fingerprint: &str, speakers: &[u32]) -> Gateway {
-        let mut rtc = RtcConfig::new()
-            .set_rtp_mode(true)
-            .set_dtls_version(DtlsVersion::Dtls12)
-            .clear_extension_map()
-            .set_extension(AUDIO_LEVEL_EXT, Extension::AudioLevel)
-            .build(now);
-        rtc.add_local_candidate(Candidate::host(GATEWAY.parse().unwrap(), "udp").unwrap());
-        rtc.add_remote_candidate(Candidate::host(BRIDGE.parse().unwrap(), "udp").unwrap());
-        let mid = Mid::from("audio");
-        let mut api = rtc.direct_api();
-        api.set_ice_controlling(true);
-        api.set_remote_ice_credentials(IceCreds {
-            ufrag: ufrag.into(),
-            pass: pwd.into(),
-        });
-        api.set_remote_fingerprint(format!("sha-256 {fingerprint}").parse().unwrap());
-        api.declare_media(mid, MediaKind::Audio);
-        for &s in speakers {
-            api.expect_stream_rx(Ssrc::from(s), None, mid, None);
-        }
-        let ssrc = api.new_ssrc();
-        api.declare_stream_tx(ssrc, None, mid, None);
-        api.start_dtls(true).unwrap();
-        // 440 Hz at -12 dBFS, 8 kHz, as the gateway encodes a phone's audio.
-        let enc = Encoder::new(SampleRate::Hz8000, Channels::Mono, Application::Voip).unwrap();
-        let mut buf = [0u8; 400];
-        let packets = (0..50)
-            .map(|n| {
-                let frame: Vec<i16> = (0..160)
-                    .map(|i| {
-                        let t = (n * 160 + i) as f64 / 8000.0;
-                        (8231.0 * (2.0 * std::f64::consts::PI * 440.0 * t).sin()) as i16
-                    })
-                    .collect();
-                let len = enc.encode(&frame, &mut buf).unwrap();
-                buf[..len].to_vec()
-            })
-            .collect();
-        let mut g = Gateway {
-            rtc,
-            ssrc,
-            seq: 100,
-            ts: 0,
-            connected: false,
-            received: HashMap::new(),
-            out: Vec::new(),
-            timeout: now,
-            packets,
-        };
-        g.drain();
-        g
-    }
-
-    fn credentials(&mut self) -> IceCreds {
-        self.rtc.direct_api().local_ice_credentials()
-    }
-
-    fn fingerprint(&mut self) -> RemoteFingerprint {
-        let fp = self.rtc.direct_api().local_dtls_fingerprint().to_string();
-        let (hash, value) = fp.split_once(' ').unwrap();
-        RemoteFingerprint {
-            hash: hash.into(),
-            setup: Some("active".into()),
-            value: value.into(),
-        }
-    }
-
-    fn input(&mut self, input: Input) {
-        self.rtc.handle_input(input).unwrap();
-        self.drain();
-    }
-
-    fn drain(&mut self) {
-        loop {
-            match self.rtc.poll_output().unwrap() {
-                Output::Timeout(t) => {
-                    self.timeout = t;
-                    return;
-                }
-                Output::Transmit(t) => self.out.push(Datagram {
-                    to: t.destination,
-                    payload: Vec::from(t.contents),
-                }),
-                Output::Event(Event::Connected) => self.connected = true,
-                Output::Event(Event::RtpPacket(p)) => {
-                    *self.received.entry(*p.header.ssrc).or_default() += 1
-                }
-                Output::Event(_) => {}
-            }
-        }
-    }
-
-    fn send(&mut self, now: Instant, n: usize) {
-        let write = RtpWrite::new(
-            Pt::from(OPUS_PT),
-            SeqNo::from(self.seq),
-            self.ts,
-            now,
-            self.packets[n % 50].clone(),
-        );
-        self.seq += 1;
-        self.ts += 960;
-        self.rtc
-            .direct_api()
-            .stream_tx(&self.ssrc)
-            .unwrap()
-            .write_rtp(write);
-        self.input(Input::Timeout(now));
-    }
+fn gateway(now: Instant, ufrag: &str, pwd: &str, fingerprint: &str, speakers: &[u32]) -> Gateway {
+    let (g, b) = (GATEWAY.parse().unwrap(), BRIDGE.parse().unwrap());
+    GatewayPeer::new(
+        now,
+        g,
+        b,
+        ufrag,
+        pwd,
+        fingerprint,
+        speakers,
+        phone_tone_packets().into(),
+    )
 }
 
 /// Moves every queued datagram across until both sides are quiet.
@@ -190,7 +76,7 @@ fn run(
     let mut bridge =
         BridgeSession::new(t0, env, BRIDGE.parse().unwrap(), ice.clone(), speakers, 0).unwrap();
     bridge.rx.tone_hz = tone;
-    let mut gw = Gateway::new(t0, &ice.ufrag, &ice.pass, &fp, speakers);
+    let mut gw = gateway(t0, &ice.ufrag, &ice.pass, &fp, speakers);
     // The gateway's checks may come first: str0m queues them until the credentials arrive.
     pump(t0, &mut bridge, &mut gw);
     let creds = gw.credentials();
@@ -204,7 +90,7 @@ fn run(
     };
     bridge.set_remote_ice(t0, creds, &[cand]);
     let fingerprint = gw.fingerprint();
-    bridge.accept(t0, Some(&fingerprint), Some(*gw.ssrc));
+    bridge.accept(Some(&fingerprint), Some(*gw.ssrc));
     let mut now = t0;
     let mut frames = 0;
     let end = t0 + Duration::from_secs(secs) + Duration::from_millis(500);
@@ -223,7 +109,7 @@ fn run(
                 && frames < secs as usize * 50
             {
                 bridge.send_frame(now);
-                gw.send(now, frames);
+                gw.send(now);
                 frames += 1;
             }
         }
@@ -296,12 +182,12 @@ fn a_wrong_fingerprint_fails_the_session() {
     };
     let mut bridge =
         BridgeSession::new(t0, env, BRIDGE.parse().unwrap(), ice.clone(), &[7], 0).unwrap();
-    let mut gw = Gateway::new(t0, &ice.ufrag, &ice.pass, &fp, &[7]);
+    let mut gw = gateway(t0, &ice.ufrag, &ice.pass, &fp, &[7]);
     let creds = gw.credentials();
     bridge.set_remote_ice(t0, creds, &[]);
     let mut wrong = gw.fingerprint();
     wrong.value = wrong.value.replace(|c: char| c.is_ascii_hexdigit(), "0");
-    bridge.accept(t0, Some(&wrong), Some(*gw.ssrc));
+    bridge.accept(Some(&wrong), Some(*gw.ssrc));
     let mut now = t0;
     let mut failed = None;
     for _ in 0..400 {
@@ -343,14 +229,14 @@ fn garbage_datagrams_change_nothing() {
 #[test]
 fn a_recording_takes_the_next_frames_with_lost_ones_concealed() {
     let t0 = Instant::now();
-    let gw = Gateway::new(t0, "u", "p", "00:11", &[]);
+    let packets = phone_tone_packets();
     // Paused by the duty cycle (phase 1 of 2): a recording decodes anyway.
     let mut rx = Analysis::new(audio::hann(), 2, 1);
     let (tx, done) = std::sync::mpsc::channel();
     rx.record(10, tx);
     for seq in (0..12u64).filter(|&s| s != 4 && s != 5) {
         let at = t0 + Duration::from_millis(20 * seq);
-        rx.packet(at, 1000 + seq, 0, &gw.packets[seq as usize], Some(20));
+        rx.packet(at, 1000 + seq, 0, &packets[seq as usize], Some(20));
     }
     let rec = done.try_recv().expect("complete after 10 frames");
     assert_eq!(rec.samples.len(), 10 * FRAME_8K);
