@@ -81,11 +81,18 @@ fn concurrent_calls_each_get_a_connected_session_that_hears_the_caller() -> Resu
         phone_tone_hz: Some(CALLER_HZ),
         ..ConferenceOptions::for_prosody(&prosody, SPEAKERS)
     })?;
-    let mut gateway = Gateway::start(&gateway_bin()?, &dir, &prosody, &GatewayOptions::default())?;
+    let calls_n = calls();
+    let mut gw_opts = GatewayOptions::default();
+    if calls_n > 40 {
+        // Two media ports per call; the lab's default block has 100.
+        gw_opts = gw_opts
+            .env("JIGASI_PORT_MIN", "30000")
+            .env("JIGASI_PORT_MAX", &(30_000 + 4 * calls_n).to_string());
+    }
+    let mut gateway = Gateway::start(&gateway_bin()?, &dir, &prosody, &gw_opts)?;
     // The brewery the focus created lets a gateway that can dial out be healthy too.
     gateway.wait_health(200, Duration::from_secs(15))?;
 
-    let calls_n = calls();
     let rooms: Vec<String> = (0..calls_n).map(|i| format!("bench{i}")).collect();
     let mut calls = Vec::new();
     for (i, room) in rooms.iter().enumerate() {
@@ -163,7 +170,12 @@ fn concurrent_calls_each_get_a_connected_session_that_hears_the_caller() -> Resu
             rx.packets,
             rx.expected
         );
-        ensure!(s.tx_packets > 0 && s.tx_skipped == 0, "{room}: {s:#?}");
+        // The speakers reached the gateway: a loaded machine may make us skip a few frames.
+        ensure!(
+            s.tx_packets as f64 >= 0.9 * (SPEAKERS * 50) as f64 * HOLD.as_secs_f64()
+                && s.tx_skipped * 20 <= s.tx_packets,
+            "{room}: {s:#?}"
+        );
         ensure!(
             matches!(s.ended, Some((_, EndedBy::Gateway(_) | EndedBy::Left))),
             "{room}: {:?}",
