@@ -217,10 +217,8 @@ impl Focus {
                     Some(Event::Online { .. }) => self.on_online().await,
                     Some(Event::Disconnected(e)) => {
                         self.online = false;
-                        for room in self.rooms.values_mut() {
-                            room.joined = false;
-                        }
                         self.shared.error(format!("focus connection lost: {e}"));
+                        self.lost_rooms();
                         if let Some(r) = ready.take() {
                             let _ = r.send(Err(anyhow!("focus login failed: {e}")));
                             return;
@@ -259,6 +257,27 @@ impl Focus {
             }
         }
         self.shutdown().await;
+    }
+
+    /// The connection dropped: Prosody took the focus out of every room, which ends its
+    /// sessions (as for a restarted Jicofo); after the reconnect it rejoins the rooms and
+    /// invites their gateways again.
+    fn lost_rooms(&mut self) {
+        let sids: Vec<String> = self.sessions.keys().cloned().collect();
+        for sid in sids {
+            self.end(
+                &sid,
+                EndedBy::Failed("the focus lost its XMPP connection".into()),
+            );
+        }
+        for room in self.rooms.values_mut() {
+            room.joined = false;
+            room.occupants.clear();
+            room.to_invite.clear();
+            room.sessions.clear();
+        }
+        // Sent before the loss, never answered.
+        self.pending.clear();
     }
 
     async fn on_online(&mut self) {
@@ -340,7 +359,9 @@ impl Focus {
             if let Some(e) = m.error {
                 self.shared
                     .error(format!("joining {} refused: {e}", m.room));
+                // Forgotten, so that a later request tries again.
                 let waiting = std::mem::take(&mut room.waiting);
+                self.rooms.remove(&m.room);
                 for (to, id) in waiting {
                     let err =
                         stanzas::iq_error(stanzas::NS_COMPONENT, "wait", "service-unavailable");
