@@ -152,7 +152,13 @@ fn concurrent_calls_each_get_a_connected_session_that_hears_the_caller() -> Resu
         let s = snap.session(room, None).context("no session")?;
         let rx = &s.rx;
         println!(
-            "{room}: setup {:?} (initiate → connected), rx {} of {} packets, {} late (max gap {:?}), tone {:?}, tx {} packets, datagrams in/out {:?}, ended {:?}",
+            "{room}: from session-initiate: answered {:?}, transport-info {:?}, accept {:?}, connected {:?}; rx {} of {} packets, {} late (max gap {:?}), tone {:?}, tx {} packets, datagrams in/out {:?}, ended {:?}",
+            s.initiate_answer
+                .as_ref()
+                .and_then(|a| a.as_ref().ok())
+                .map(|t| *t - s.initiate_sent),
+            s.transport_info.map(|t| t - s.initiate_sent),
+            s.accepted.map(|t| t - s.initiate_sent),
             s.connected.map(|c| c - s.initiate_sent),
             rx.packets,
             rx.expected,

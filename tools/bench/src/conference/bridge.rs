@@ -24,6 +24,9 @@ use super::{join, thread_cpu, EndedBy, Recording, Shared};
 const TICK: Duration = Duration::from_millis(10);
 const PHASES: u32 = 2;
 const FRAME: Duration = Duration::from_millis(20);
+/// While a session is connecting, the socket is drained this often, so that ICE and the DTLS
+/// handshake (a few round trips) are not slowed down by the tick.
+const HANDSHAKE_POLL: Duration = Duration::from_millis(1);
 /// Frames a late session catches up in one tick; beyond that they are skipped.
 const MAX_CATCH_UP: u64 = 3;
 /// How often every session's figures are published.
@@ -143,6 +146,8 @@ struct Worker {
     epoch: Instant,
     added: u32,
     send_errors: u64,
+    /// Some session is connecting (set on adding one, recomputed every tick).
+    connecting: bool,
 }
 
 impl Worker {
@@ -165,6 +170,7 @@ impl Worker {
             epoch: Instant::now(),
             added: 0,
             send_errors: 0,
+            connecting: false,
         }
     }
 
@@ -197,7 +203,10 @@ impl Worker {
                     self.publish_all();
                 }
             }
-            let wait = next_tick.saturating_duration_since(Instant::now());
+            let mut wait = next_tick.saturating_duration_since(Instant::now());
+            if self.connecting {
+                wait = wait.min(HANDSHAKE_POLL);
+            }
             if !wait.is_zero() {
                 // Woken early by a command (Mailbox::send unparks).
                 std::thread::park_timeout(wait);
@@ -241,6 +250,7 @@ impl Worker {
                             remote: None,
                         });
                         self.by_sid.insert(sid, i);
+                        self.connecting = true;
                         self.flush(i);
                     }
                     Err(e) => self.shared.update(|s| {
@@ -336,6 +346,7 @@ impl Worker {
 
     fn tick(&mut self, now: Instant) {
         let since = now.saturating_duration_since(self.epoch);
+        self.connecting = false;
         for i in 0..self.slots.len() {
             let Some(slot) = &mut self.slots[i] else {
                 continue;
@@ -343,6 +354,7 @@ impl Worker {
             if slot.session.poll_timeout().is_some_and(|t| t <= now) {
                 slot.session.handle_timeout(now);
             }
+            self.connecting |= !slot.session.is_connected();
             if slot.session.is_connected() {
                 let offset = TICK * slot.phase;
                 let due = since.saturating_sub(offset).as_nanos() / FRAME.as_nanos();
