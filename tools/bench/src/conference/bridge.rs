@@ -1,7 +1,7 @@
 //! A media thread of the bridge: one UDP socket and one timer for all its sessions. Datagrams are
 //! routed to their session by source address (learnt from the first datagram a session's `Rtc`
-//! accepts, so only a new source costs a scan); every 5 ms a quarter of the sessions sends its
-//! next 20 ms of every speaker, so the sends are spread over the frame.
+//! accepts, so only a new source costs a scan); every 10 ms half of the sessions sends its next
+//! 20 ms of every speaker, so the sends are spread over the frame.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};

@@ -298,7 +298,8 @@ pub struct Conference {
 
 impl Conference {
     /// Encodes the speakers' loops, starts the media threads, logs in as the focus, connects
-    /// the focus component and joins the brewery; returns once all of that is done.
+    /// the focus component and joins the brewery; returns once all of that is done (it blocks
+    /// the calling thread meanwhile, for up to 20 s: from async code, `spawn_blocking`).
     pub fn start(opts: ConferenceOptions) -> Result<Conference> {
         if opts.speakers == 0 {
             bail!("at least one speaker");
@@ -374,6 +375,7 @@ impl Conference {
 
     /// Waits until `f` returns something for a snapshot, re-checking on every change (media
     /// threads publish at least every 250 ms). Errors after `timeout` with the last snapshot.
+    /// Blocks the calling thread.
     pub fn wait_for<T>(
         &self,
         what: &str,
