@@ -10,9 +10,11 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context, Result};
-use conference::{Conference, ConferenceOptions, EndedBy};
+use conference::{Conference, ConferenceOptions, EndedBy, SpeakerSignal};
+use gateway_lab::capture::RtpCapture;
 use gateway_lab::gateway::{Gateway, GatewayOptions};
 use gateway_lab::prosody::Prosody;
+use gateway_lab::scenario::analyse;
 use gateway_lab::sipp::{self, SippCall};
 use gateway_lab::{audio, paths};
 
@@ -77,9 +79,11 @@ fn call(dir: &Path, i: usize, room: &str, target: &str) -> Result<SippCall> {
 fn concurrent_calls_each_get_a_connected_session_that_hears_the_caller() -> Result<()> {
     let dir = paths::run_dir("bench-conference")?;
     let prosody = Prosody::start(&dir)?;
-    // Two media threads, so sessions are spread over both.
+    // Two media threads, so sessions are spread over both; speech-like speakers, so the
+    // gateway decodes what it would decode from browsers.
     let conference = Conference::start(ConferenceOptions {
         media_threads: 2,
+        speaker_signal: SpeakerSignal::VoiceAndTone,
         ..ConferenceOptions::for_prosody(&prosody, SPEAKERS)
     })?;
     let calls_n = calls();
@@ -105,6 +109,8 @@ fn concurrent_calls_each_get_a_connected_session_that_hears_the_caller() -> Resu
     for (i, room) in rooms.iter().enumerate() {
         calls.push(call(&dir, i, room, &gateway.sip_target())?);
     }
+    // What the first caller hears: the speakers, each on its own tone.
+    let capture = RtpCapture::start(&dir, "caller-rx", calls[0].media_port)?;
     let all_connected = |s: &conference::Snapshot| {
         let n = rooms
             .iter()
@@ -138,6 +144,25 @@ fn concurrent_calls_each_get_a_connected_session_that_hears_the_caller() -> Resu
         })?;
     for c in &mut calls {
         c.wait_success(HOLD + Duration::from_secs(30))?;
+    }
+    let (heard, _) = capture.finish(&dir.join("caller-rx.wav"))?;
+    let phone = analyse(&heard, 1.5, conference.speaker_tones())?;
+    let levels: Vec<String> = conference
+        .speaker_tones()
+        .iter()
+        .map(|&hz| format!("{hz} Hz at {:.1} dBFS", phone.level_dbfs(hz)))
+        .collect();
+    println!("the first phone heard the speakers: {}", levels.join(", "));
+    for &hz in conference.speaker_tones() {
+        phone
+            .check_present(
+                hz,
+                audio::Expect {
+                    min_level_dbfs: -30.0,
+                    min_coverage: 0.8,
+                },
+            )
+            .with_context(|| format!("speaker at {hz} Hz on the first phone"))?;
     }
     // The callers hung up: the gateway ends each session (terminate, then leaves the room).
     let snap = conference.wait_for("every session ended", Duration::from_secs(15), |s| {

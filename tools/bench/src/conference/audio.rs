@@ -15,11 +15,31 @@ pub const FRAME_8K: usize = 160;
 pub const WINDOW_FRAMES: usize = 50;
 pub const WINDOW: usize = FRAME_8K * WINDOW_FRAMES;
 
+/// What each emulated speaker says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SpeakerSignal {
+    /// A steady tone of its own (hybrid Opus, as speech is coded: about 18 µs per packet to
+    /// decode to 8 kHz here, against 23 for the floor's speech-like packets).
+    #[default]
+    Tone,
+    /// A voice-like signal (a 100–140 Hz voice with 12 harmonics, vibrato and a syllable
+    /// rhythm) with the speaker's tone above it, at 1900 Hz or more, clear of the voice's
+    /// harmonics: decodes at the cost of speech (about 24 µs per packet here).
+    VoiceAndTone,
+}
+
 /// The tone of speaker `i`: distinct, away from the phone tones tests use (440 Hz) and from
 /// each other by more than the 1 Hz resolution of a one-second window.
-pub fn speaker_tone(i: usize) -> f64 {
-    const BASE: [f64; 8] = [600.0, 1100.0, 900.0, 1300.0, 750.0, 1500.0, 1700.0, 1900.0];
-    BASE[i % BASE.len()] + 25.0 * (i / BASE.len()) as f64
+pub fn speaker_tone(i: usize, signal: SpeakerSignal) -> f64 {
+    const LOW: [f64; 8] = [600.0, 1100.0, 900.0, 1300.0, 750.0, 1500.0, 1700.0, 1900.0];
+    const HIGH: [f64; 10] = [
+        1900.0, 2200.0, 2500.0, 2800.0, 3100.0, 2050.0, 2350.0, 2650.0, 2950.0, 3250.0,
+    ];
+    let table: &[f64] = match signal {
+        SpeakerSignal::Tone => &LOW,
+        SpeakerSignal::VoiceAndTone => &HIGH,
+    };
+    table[i % table.len()] + 25.0 * (i / table.len()) as f64
 }
 
 /// One speaker's stream as pre-encoded Opus packets, played in a loop.
@@ -31,38 +51,81 @@ pub struct SpeakerLoop {
     pub level: u8,
 }
 
-/// Encodes `speakers` tone loops as a browser would send them (48 kHz, VOIP, 32 kb/s, 20 ms),
-/// once for every session of the run.
-pub fn speaker_loops(speakers: usize, peak_dbfs: f64) -> anyhow::Result<Arc<Vec<SpeakerLoop>>> {
+/// Encodes `speakers` loops as a browser would send them (48 kHz, VOIP, 32 kb/s, 20 ms), once
+/// for every session of the run. The tone's peak is `peak_dbfs`; a voice under it peaks there too.
+pub fn speaker_loops(
+    speakers: usize,
+    peak_dbfs: f64,
+    signal: SpeakerSignal,
+) -> anyhow::Result<Arc<Vec<SpeakerLoop>>> {
     let mut loops = Vec::with_capacity(speakers);
     for i in 0..speakers {
-        let hz = speaker_tone(i);
+        let hz = speaker_tone(i, signal);
+        let tone = 32_767.0 * 10f64.powf(peak_dbfs / 20.0);
+        let voice = match signal {
+            SpeakerSignal::Tone => None,
+            // A distinct voice per speaker; its highest harmonic stays under 1800 Hz.
+            SpeakerSignal::VoiceAndTone => Some(voice(100.0 + 10.0 * (i % 5) as f64, tone)),
+        };
+        let pcm: Vec<i16> = (0..48_000)
+            .map(|n| {
+                let t = n as f64 / 48_000.0;
+                let v = voice.as_ref().map_or(0.0, |v| v[n]);
+                (tone * (2.0 * PI * hz * t).sin() + v).clamp(-32_767.0, 32_767.0) as i16
+            })
+            .collect();
+        // A sine's RMS is 3 dB below its peak; with a voice the level is the louder one's.
+        let level_db = match signal {
+            SpeakerSignal::Tone => peak_dbfs - 3.0,
+            SpeakerSignal::VoiceAndTone => rms_dbfs(&pcm),
+        };
         loops.push(SpeakerLoop {
             hz,
-            packets: tone_loop(hz, peak_dbfs)?,
-            // A sine's RMS is 3 dB below its peak.
-            level: (-(peak_dbfs - 3.0)).round().clamp(0.0, 127.0) as u8,
+            packets: encode_loop(&pcm)?,
+            level: (-level_db).round().clamp(0.0, 127.0) as u8,
         });
     }
     Ok(Arc::new(loops))
 }
 
-/// One second of packets that loops without a click: the tone has a whole number of cycles per
-/// second, and the second kept is the third one encoded, so the encoder's state at its start
-/// is the steady state its end leads back to.
-fn tone_loop(hz: f64, peak_dbfs: f64) -> anyhow::Result<Vec<Vec<u8>>> {
+/// One second at 48 kHz of a voice-like signal peaking at `peak`: fundamental `f0` (whole Hz)
+/// with 5 Hz vibrato, 12 harmonics falling as 1/h, a 4 Hz syllable rhythm. Every component
+/// repeats each second, so the second loops without a click.
+fn voice(f0: f64, peak: f64) -> Vec<f64> {
+    const VIBRATO_HZ: f64 = 5.0;
+    const DEPTH_HZ: f64 = 8.0;
+    let raw: Vec<f64> = (0..48_000)
+        .map(|n| {
+            let t = n as f64 / 48_000.0;
+            // The integral of f0 + depth·sin(2π·5t): whole cycles per second.
+            let phase =
+                2.0 * PI * f0 * t - DEPTH_HZ / VIBRATO_HZ * (2.0 * PI * VIBRATO_HZ * t).cos();
+            let syllable = 0.55 + 0.45 * (2.0 * PI * 4.0 * t).sin().abs();
+            let voiced: f64 = (1..=12).map(|h| (h as f64 * phase).sin() / h as f64).sum();
+            voiced * syllable
+        })
+        .collect();
+    let max = raw
+        .iter()
+        .fold(0.0f64, |m, x| m.max(x.abs()))
+        .max(f64::MIN_POSITIVE);
+    raw.into_iter().map(|x| x * peak / max).collect()
+}
+
+/// Opus packets of one second of `pcm` (48 kHz) that loop without a click: the second kept is
+/// the third one encoded, so the encoder's state at its start is the steady state its end
+/// leads back to. The encoder is told the signal is voice: left to itself it codes these
+/// synthetic signals in CELT-only mode, which costs half what a browser's speech (hybrid
+/// SILK+CELT) costs the gateway to decode (10 against 23 µs per packet here).
+fn encode_loop(pcm: &[i16]) -> anyhow::Result<Vec<Vec<u8>>> {
     let mut enc = Encoder::new(SampleRate::Hz48000, Channels::Mono, Application::Voip)?;
     enc.set_bitrate(Bitrate::BitsPerSecond(32_000))?;
-    let amplitude = 32_767.0 * 10f64.powf(peak_dbfs / 20.0);
+    enc.set_signal(audiopus::Signal::Voice)?;
     let mut out = Vec::with_capacity(WINDOW_FRAMES);
     let mut buf = [0u8; 1500];
-    let mut frame = [0i16; FRAME_48K];
     for n in 0..3 * WINDOW_FRAMES {
-        for (i, s) in frame.iter_mut().enumerate() {
-            let t = (n * FRAME_48K + i) as f64 / 48_000.0;
-            *s = (amplitude * (2.0 * PI * hz * t).sin()) as i16;
-        }
-        let len = enc.encode(&frame, &mut buf)?;
+        let at = (n % WINDOW_FRAMES) * FRAME_48K;
+        let len = enc.encode(&pcm[at..at + FRAME_48K], &mut buf)?;
         if n >= 2 * WINDOW_FRAMES {
             out.push(buf[..len].to_vec());
         }
@@ -210,7 +273,7 @@ mod tests {
 
     #[test]
     fn speaker_loops_decode_to_their_tones() {
-        let loops = speaker_loops(2, -12.0).unwrap();
+        let loops = speaker_loops(2, -12.0, SpeakerSignal::Tone).unwrap();
         assert_eq!(loops[0].level, 15);
         let w = hann();
         for l in loops.iter() {
@@ -227,6 +290,33 @@ mod tests {
             assert!(level > -14.0, "{} Hz at {level} dBFS", l.hz);
             let other = if l.hz == 600.0 { 1100.0 } else { 600.0 };
             assert!(tone_dbfs(second, &w, other) < -50.0);
+        }
+    }
+
+    #[test]
+    fn voice_and_tone_loops_keep_each_tone_clear_of_the_voices() {
+        let loops = speaker_loops(3, -12.0, SpeakerSignal::VoiceAndTone).unwrap();
+        let w = hann();
+        for (i, l) in loops.iter().enumerate() {
+            let mut dec = Decode::new().unwrap();
+            let pcm: Vec<i16> = l
+                .packets
+                .iter()
+                .chain(l.packets.iter())
+                .flat_map(|p| dec.packet(p).unwrap().to_vec())
+                .collect();
+            let second = &pcm[WINDOW..];
+            let level = tone_dbfs(second, &w, l.hz);
+            assert!(level > -14.0, "speaker {i}: {} Hz at {level} dBFS", l.hz);
+            for other in loops.iter().filter(|o| o.hz != l.hz) {
+                let leak = tone_dbfs(second, &w, other.hz);
+                assert!(leak < -50.0, "speaker {i}: {} Hz at {leak} dBFS", other.hz);
+            }
+            // The voice is there, below the tones.
+            let voice = (10..170)
+                .map(|k| tone_dbfs(&second[..2000], &w, k as f64 * 10.0))
+                .fold(f64::NEG_INFINITY, f64::max);
+            assert!(voice > -40.0, "speaker {i}: voice at {voice} dBFS");
         }
     }
 }

@@ -34,6 +34,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
+pub use audio::SpeakerSignal;
+
 /// What the conference side connects to and how it behaves.
 #[derive(Debug, Clone)]
 pub struct ConferenceOptions {
@@ -52,6 +54,8 @@ pub struct ConferenceOptions {
     pub speakers: usize,
     /// Peak level of the speakers' tones.
     pub speaker_level_dbfs: f64,
+    /// A tone each, or speech-like audio with a tone (what it costs the gateway to decode).
+    pub speaker_signal: SpeakerSignal,
     /// The tone expected from every gateway (the phones' tone), unless a room has its own
     /// ([`Conference::expect_tone`]); `None`: report the dominant frequency instead.
     pub phone_tone_hz: Option<f64>,
@@ -78,6 +82,7 @@ impl ConferenceOptions {
             brewery: Some(format!("jigasibrewery@internal-muc.{}", p.domain)),
             speakers,
             speaker_level_dbfs: -12.0,
+            speaker_signal: SpeakerSignal::Tone,
             phone_tone_hz: None,
             media_threads: 1,
             bind_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
@@ -308,7 +313,8 @@ impl Conference {
         // str0m session would otherwise resolve its own.
         let _ = rustls::crypto::ring::default_provider().install_default();
         str0m::crypto::from_feature_flags().install_process_default();
-        let loops = audio::speaker_loops(opts.speakers, opts.speaker_level_dbfs)?;
+        let loops =
+            audio::speaker_loops(opts.speakers, opts.speaker_level_dbfs, opts.speaker_signal)?;
         let tones = loops.iter().map(|l| l.hz).collect();
         let cert = dtls_cert()?;
         let fingerprint = fingerprint(&cert)?;

@@ -24,7 +24,7 @@ fn run(n: usize, speakers: usize, secs: u64, decode_every: u32) -> (Duration, Ve
     let fp = fingerprint(&cert).unwrap();
     let env = Arc::new(MediaEnv::new(
         cert,
-        speaker_loops(speakers, -12.0).unwrap(),
+        speaker_loops(speakers, -12.0, crate::conference::SpeakerSignal::Tone).unwrap(),
         decode_every,
     ));
     let shared = Arc::new(Shared {

@@ -49,7 +49,7 @@ fn pump(now: Instant, bridge: &mut BridgeSession, gw: &mut Gateway) {
 fn env(speakers: usize, decode_every: u32) -> Arc<MediaEnv> {
     Arc::new(MediaEnv::new(
         dtls_cert().unwrap(),
-        speaker_loops(speakers, -12.0).unwrap(),
+        speaker_loops(speakers, -12.0, crate::conference::SpeakerSignal::Tone).unwrap(),
         decode_every,
     ))
 }
