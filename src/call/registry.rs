@@ -181,12 +181,7 @@ impl Registry {
     fn publish(&self) {
         let load = {
             let calls = self.lock();
-            let rooms = rooms(&calls);
-            Load {
-                conferences: rooms.len(),
-                participants: rooms.values().sum(),
-                calls: calls.len(),
-            }
+            load_of(&rooms(&calls), calls.len())
         };
         self.load
             .send_if_modified(|l| std::mem::replace(l, load) != load);
@@ -228,11 +223,7 @@ impl Registry {
             })
             .collect();
         live.sort_by(|a, b| b.duration_s.total_cmp(&a.duration_s));
-        let load = Load {
-            conferences: rooms.len(),
-            participants: rooms.values().sum(),
-            calls: calls.len(),
-        };
+        let load = load_of(&rooms, calls.len());
         Snapshot {
             conferences: load.conferences,
             participants: load.participants,
@@ -264,6 +255,14 @@ impl Registry {
 
     fn totals(&self) -> std::sync::MutexGuard<'_, Totals> {
         self.totals.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+fn load_of(rooms: &HashMap<&str, usize>, calls: usize) -> Load {
+    Load {
+        conferences: rooms.len(),
+        participants: rooms.values().sum(),
+        calls,
     }
 }
 
