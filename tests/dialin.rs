@@ -68,8 +68,29 @@ fn lab(name: &str, room: &str, gw: &GatewayOptions) -> Result<DialInLab> {
     DialInLab::start(Path::new(BIN), &dir, room, participants(), |_| {}, gw)
 }
 
-/// Sockets and tasks of an idle gateway, to compare with after a call: taken once its warm
-/// XMPP pool is full (the pool fills in the background after start).
+/// Sockets and tasks of an idle gateway, to compare with after a call: taken once its brewery is
+/// in its room and its warm XMPP pool is full. Both log in in the background after start, and a
+/// connection's task starts only at the end of its login, while its socket is open from the
+/// beginning: taken earlier, the baseline could lack a task the gateway has at rest.
+fn idle_baseline(lab: &DialInLab) -> Result<(usize, Value)> {
+    let deadline = std::time::Instant::now() + T;
+    loop {
+        let (_, health) = lab.gateway.api_with_status("/about/health")?;
+        let breweries = health["brewery"].as_array().cloned().unwrap_or_default();
+        if !breweries.is_empty() && breweries.iter().all(|b| b["state"] == "joined") {
+            // Read after the brewery was seen joined, so its connection's task is counted.
+            return resources(lab);
+        }
+        anyhow::ensure!(
+            std::time::Instant::now() < deadline,
+            "the brewery never joined: {health}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Sockets and tasks of the gateway once its warm XMPP pool is full (the pool fills in the
+/// background after start and after each call).
 fn resources(lab: &DialInLab) -> Result<(usize, Value)> {
     let deadline = std::time::Instant::now() + T;
     loop {
@@ -141,7 +162,7 @@ fn sipp_call(
 #[test]
 fn a_sipp_caller_and_the_room_hear_each_other() -> Result<()> {
     let mut lab = lab("dialin-sipp-two-way", "twoway", &GatewayOptions::default())?;
-    let idle = resources(&lab)?;
+    let idle = idle_baseline(&lab)?;
     let (caller_heard, room_heard, session) = sipp_call(&mut lab, Some(CALLER_HZ), 6000)?;
 
     let phone = analyse(&caller_heard, 1.5, &[ALICE_HZ, BOB_HZ, CALLER_HZ])?;
@@ -378,7 +399,7 @@ fn bye_reason(call: &SippCall) -> Result<String> {
 #[test]
 fn caller_bye_terminates_the_jingle_session_and_leaves_the_room() -> Result<()> {
     let mut lab = lab("hangup-caller-bye", "callerbye", &GatewayOptions::default())?;
-    let idle = resources(&lab)?;
+    let idle = idle_baseline(&lab)?;
     caller_pcap(&lab.dir, Some(CALLER_HZ), 6.0)?;
     let room = lab.room.clone();
     let mut call = SippCall::start_with(
@@ -418,7 +439,7 @@ fn caller_cancel_while_ringing_gets_487_and_the_occupant_leaves() -> Result<()> 
         |o| o.min_participants = 10,
         &GatewayOptions::default(),
     )?;
-    let idle = resources(&lab)?;
+    let idle = idle_baseline(&lab)?;
     caller_pcap(&lab.dir, Some(CALLER_HZ), 2.0)?;
     let room = lab.room.clone();
     let mut call = SippCall::start_with(
@@ -450,7 +471,7 @@ fn conference_side_hangup(
     recover: impl FnOnce(&mut DialInLab) -> Result<()>,
 ) -> Result<()> {
     let mut lab = lab(name, name.replace('-', "").as_str(), &gw)?;
-    let idle = resources(&lab)?;
+    let idle = idle_baseline(&lab)?;
     let (mut call, nick, sid) = call_waiting_for_bye(&mut lab)?;
     end(&mut lab, &nick, &sid)?;
     call.wait_success(T)?;
@@ -543,7 +564,7 @@ fn no_offer_within_the_invite_timeout_refuses_the_ringing_call_with_reason() -> 
         |o| o.min_participants = 10,
         &gw,
     )?;
-    let idle = resources(&lab)?;
+    let idle = idle_baseline(&lab)?;
     caller_pcap(&lab.dir, Some(CALLER_HZ), 2.0)?;
     let room = lab.room.clone();
     let mut call = SippCall::start_with(

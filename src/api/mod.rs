@@ -308,14 +308,20 @@ async fn health(State(state): State<ApiState>) -> (StatusCode, Json<Value>) {
 }
 
 async fn resources(State(state): State<ApiState>) -> Json<Value> {
+    // Counted after the calls and the warm connections: a connection's task starts before the
+    // pool counts it idle, so a reader that sees the pool full also sees all of its tasks
+    // (counted first, a login finishing in between showed one task fewer than at rest).
+    let calls = state.registry.snapshot().calls;
+    let xmpp_idle = (state.xmpp_idle)();
+    let sockets = open_sockets();
     let tasks = tokio::runtime::Handle::current()
         .metrics()
         .num_alive_tasks();
     Json(json!({
-        "calls": state.registry.snapshot().calls,
-        "xmpp_idle": (state.xmpp_idle)(),
+        "calls": calls,
+        "xmpp_idle": xmpp_idle,
         "tasks": tasks,
-        "sockets": open_sockets(),
+        "sockets": sockets,
     }))
 }
 
