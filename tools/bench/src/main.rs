@@ -5,6 +5,7 @@
 //!
 //! Run inside the lab's namespace: `tests/lab/in-netns.sh target/debug/loadgen --calls 4`.
 
+mod conference;
 mod floor;
 mod phone;
 mod procstat;
