@@ -14,6 +14,7 @@ packages=(
   libopus-dev pkg-config   # the gateway links the system libopus
   sox libsox-fmt-all # test tones and G.711 encoding for SIPp pcaps
   tshark             # dumpcap records what a SIPp caller receives (SIPp cannot record)
+  rtpengine-daemon   # the benchmark's side-by-side media peer (not the rtpengine metapackage: it builds a kernel module)
   iproute2 util-linux procps   # ip, unshare, ps/pkill for the private network namespace
   openssl            # certificates made at test time: the TLS Prosody, the TLS registrar's CA
   python3-venv

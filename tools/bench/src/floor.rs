@@ -42,6 +42,16 @@ impl Floor {
         20_000.0 / self.per_call_us()
     }
 
+    /// The mean of two measurements of the same work (before and after a ramp).
+    pub fn averaged_with(&self, other: &Floor) -> Floor {
+        Floor {
+            work: self.work,
+            encode_us: (self.encode_us + other.encode_us) / 2.0,
+            decode_us: (self.decode_us + other.decode_us) / 2.0,
+            g711_us: (self.g711_us + other.g711_us) / 2.0,
+        }
+    }
+
     pub fn table(&self) -> String {
         format!(
             "codec floor (this machine, thread CPU time per 20 ms frame)\n\

@@ -1,23 +1,25 @@
-//! `loadgen`: the load benchmark (issue 6, in progress). Measures the codec floor, starts the lab
-//! (Prosody, a conference side, the gateway binary under test), places N concurrent dial-in calls
-//! with real G.711 RTP, holds them, and prints what the gateway cost (CPU share of a core, calls
-//! per core, RSS) beside the floor, the setup times and what each phone heard.
+//! `loadgen`: the load benchmark. For each number of remote speakers K it measures the codec
+//! floor on this machine, then starts the lab (real Prosody, the Rust conference side, the
+//! gateway binary under test) and ramps dial-in calls step by step, each phone sending real G.711
+//! tone RTP and each room K Opus speakers, until a frame is lost or late at either end. It prints
+//! what the gateway cost (calls per core, and that ÷ the floor), its memory, and the setup times
+//! split into the gateway's own time and the wait on XMPP.
 //!
-//! Run inside the lab's namespace: `tests/lab/in-netns.sh target/debug/loadgen --calls 4`.
+//! Run inside the lab's namespace: `tests/lab/in-netns.sh target/release/loadgen` (see the
+//! README's Benchmark section for the one command that builds and runs it).
 
 mod conference;
 mod floor;
+mod latency;
+mod load;
 mod phone;
 mod procstat;
+mod rtpengine;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::Parser;
-use gateway_lab::emulator::{self, EmulatorOptions, Participant};
-use gateway_lab::gateway::{Gateway, GatewayOptions};
-use gateway_lab::paths;
-use gateway_lab::prosody::Prosody;
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 #[derive(Parser, Debug)]
 #[command(name = "loadgen", about = "Load benchmark of the gateway")]
@@ -25,207 +27,241 @@ struct Cli {
     /// Only measure the codec floor on this machine and print it.
     #[arg(long)]
     floor_only: bool,
-    /// Remote speakers (Opus streams from the bridge) per call.
-    #[arg(long, default_value_t = 1)]
-    speakers: usize,
+    /// Remote speakers (Opus streams from the bridge) per call; one ramp per value.
+    #[arg(long, value_delimiter = ',', default_value = "1,3,5")]
+    speakers: Vec<usize>,
     /// Opus encoder complexity, as the gateway's media.opus_complexity.
     #[arg(long, default_value_t = 5)]
     complexity: u8,
-    /// Concurrent calls.
-    #[arg(long, default_value_t = 4)]
-    calls: usize,
-    /// Seconds the calls are held while the gateway's CPU is measured.
-    #[arg(long, default_value_t = 10)]
+    /// Calls added per step of the ramp.
+    #[arg(long, default_value_t = 25)]
+    step: usize,
+    /// The ramp stops here even if nothing was lost.
+    #[arg(long, default_value_t = 300)]
+    max_calls: usize,
+    /// New calls per second while a step is placed.
+    #[arg(long, default_value_t = 25.0)]
+    rate: f64,
+    /// Seconds each step is measured.
+    #[arg(long, default_value_t = 5)]
     hold: u64,
+    /// The gateway's warm XMPP connections (xmpp.pool_size).
+    #[arg(long, default_value_t = 2)]
+    pool_size: usize,
     /// The gateway binary under test.
     #[arg(long, default_value = "target/release/jitsi-sip-gateway")]
     gateway: PathBuf,
+    /// Calls transcoded by rtpengine side by side (0: skip it).
+    #[arg(long, default_value_t = 50)]
+    rtpengine_calls: usize,
 }
-
-/// Tones of the room's speakers, and the phones' tone.
-const SPEAKER_HZ: [u32; 5] = [600, 900, 1100, 1300, 1500];
-const PHONE_HZ: u32 = 440;
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
-    let floor = floor::measure(&floor::Work {
-        speakers: cli.speakers,
+    let work = |k: usize| floor::Work {
+        speakers: k,
         complexity: cli.complexity,
         bitrate: 20_000,
-    })?;
-    println!("{}", floor.table());
+    };
     if cli.floor_only {
+        for &k in &cli.speakers {
+            println!("{}", floor::measure(&work(k))?.table());
+        }
         return Ok(());
     }
+    // The phones' receive loops and the ticker: one thread, so the load generator leaves the
+    // second core to the gateway, Prosody and the conference side's own threads.
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
         .build()?;
-    let report = runtime.block_on(run(&cli))?;
-    println!("{}", report.table(&floor));
-    anyhow::ensure!(
-        report.failures.is_empty(),
-        "calls failed: {:?}",
-        report.failures
-    );
+    let mut runs = Vec::new();
+    let mut floors = Vec::new();
+    for &k in &cli.speakers {
+        let opts = load::Options {
+            speakers: k,
+            step: cli.step,
+            max_calls: cli.max_calls,
+            rate: cli.rate,
+            hold: Duration::from_secs(cli.hold),
+            gateway: cli.gateway.clone(),
+            pool_size: cli.pool_size,
+        };
+        // The floor right before and right after the ramp, averaged: this machine's speed
+        // drifts with its neighbours' load, and the ratio must compare like with like.
+        let before = floor::measure(&work(k))?;
+        println!("ramp with {k} speaker(s) per room:");
+        runs.push(runtime.block_on(load::run(&opts))?);
+        let after = floor::measure(&work(k))?;
+        let floor = before.averaged_with(&after);
+        println!(
+            "{}\n  (the mean of the floor measured before and after the ramp)",
+            floor.table()
+        );
+        floors.push(floor);
+    }
+    let rtpengine = if cli.rtpengine_calls == 0 {
+        None
+    } else if !rtpengine::available() {
+        println!("rtpengine: not installed (Debian rtpengine-daemon), skipped");
+        None
+    } else {
+        println!("rtpengine side by side, {} calls:", cli.rtpengine_calls);
+        let opts = rtpengine::Options {
+            calls: cli.rtpengine_calls,
+            hold: Duration::from_secs(cli.hold),
+            rate: cli.rate,
+        };
+        let outcome = runtime.block_on(rtpengine::run(&opts))?;
+        println!(
+            "  {} calls: rtpengine {:.1} % of a core, RSS {} KiB; phone received {}/{} lost {}, webrtc received {}/{} lost {}{}",
+            outcome.calls,
+            outcome.cores * 100.0,
+            outcome.rss_kib,
+            outcome.phone_packets,
+            outcome.webrtc_sent,
+            outcome.phone_lost,
+            outcome.webrtc_packets,
+            outcome.phone_sent,
+            outcome.webrtc_lost,
+            if outcome.deaf.is_empty() {
+                String::new()
+            } else {
+                format!("; not heard: {}", outcome.deaf.join(", "))
+            }
+        );
+        Some(outcome)
+    };
+    println!("\n{}", report::table(&runs, &floors, rtpengine.as_ref()));
+    let mut failures: Vec<String> = runs.iter().flat_map(|r| r.failures.clone()).collect();
+    if let Some(r) = &rtpengine {
+        failures.extend(r.deaf.iter().map(|d| format!("rtpengine: {d}")));
+    }
+    anyhow::ensure!(failures.is_empty(), "calls failed: {failures:?}");
     Ok(())
 }
 
-struct Report {
-    calls: usize,
-    speakers: usize,
-    /// Share of one core the gateway used while the calls were held.
-    gateway_cores: f64,
-    rss_idle_kib: u64,
-    rss_loaded_kib: u64,
-    trying_ms: Vec<f64>,
-    answered_ms: Vec<f64>,
-    lost: u64,
-    late: u64,
-    failures: Vec<String>,
-}
+mod report {
+    use crate::floor::Floor;
+    use crate::latency::Latency;
+    use crate::load::Run;
+    use crate::rtpengine;
 
-impl Report {
-    fn table(&self, floor: &floor::Floor) -> String {
-        let per_core = self.calls as f64 / self.gateway_cores.max(1e-9);
-        let pct = |v: &[f64], p: f64| {
-            let mut v = v.to_vec();
-            v.sort_by(f64::total_cmp);
-            let rank = ((p / 100.0) * v.len() as f64).ceil() as usize;
-            v.get(rank.clamp(1, v.len().max(1)) - 1)
-                .copied()
-                .unwrap_or(f64::NAN)
+    /// The `p`th percentile (nearest rank) of `v`; NaN when empty.
+    pub fn pct(v: &[f64], p: f64) -> f64 {
+        let mut v: Vec<f64> = v.iter().copied().filter(|x| x.is_finite()).collect();
+        if v.is_empty() {
+            return f64::NAN;
+        }
+        v.sort_by(f64::total_cmp);
+        let rank = ((p / 100.0) * v.len() as f64).ceil() as usize;
+        v[rank.clamp(1, v.len()) - 1]
+    }
+
+    pub fn table(runs: &[Run], floors: &[Floor], rtpengine: Option<&rtpengine::Outcome>) -> String {
+        let mut out = String::from(
+            "K  calls/core  floor  ratio  at step    late    no late up to  first loss/deaf RSS idle  per call\n",
+        );
+        for (run, floor) in runs.iter().zip(floors) {
+            let best = run.best();
+            let per_core = best.map_or(f64::NAN, |s| s.calls_per_core());
+            out += &format!(
+                "{}  {:>10.0}  {:>5.0}  {:>5.2}  {:>9}  {:>6.3}%  {:>13}  {:>13}  {:>5.1} MB  {:>5.0} KiB\n",
+                run.speakers,
+                per_core,
+                floor.calls_per_core(),
+                per_core / floor.calls_per_core(),
+                best.map_or("-".into(), |s| format!("{} calls", s.calls)),
+                best.map_or(f64::NAN, |s| s.late_share() * 100.0),
+                run.best_strict()
+                    .map_or("-".into(), |s| format!("{} calls", s.calls)),
+                run.first_loss()
+                    .map_or("none".into(), |s| format!("{} calls", s.calls)),
+                run.rss_idle_kib as f64 / 1024.0,
+                run.rss_per_call_kib(),
+            );
+        }
+        out += &format!(
+            "(calls/core at the largest step with no frame lost, every tone heard and under {} % of frames late)\n",
+            crate::load::LATE_LIMIT * 100.0
+        );
+        let all: Vec<_> = runs.iter().flat_map(|r| &r.setups).collect();
+        let col = |f: &dyn Fn(&crate::load::SetupTimes) -> Option<f64>| -> Vec<f64> {
+            all.iter().filter_map(|s| f(s)).collect()
         };
-        format!(
-            "load: {} calls, {} speaker(s) each\n\
-             \x20 gateway CPU                {:6.1} % of a core  → {:.0} calls per core\n\
-             \x20 ratio to the codec floor   {:6.2}  ({:.0} calls per core)\n\
-             \x20 RSS idle / loaded          {} KiB / {} KiB  ({:.0} KiB per call)\n\
-             \x20 INVITE → 100 Trying        p50 {:.2} ms  p99 {:.2} ms\n\
-             \x20 INVITE → 200 OK            p50 {:.1} ms  p99 {:.1} ms\n\
-             \x20 phones: lost {} packets, late {}; failures: {}",
-            self.calls,
-            self.speakers,
-            self.gateway_cores * 100.0,
-            per_core,
-            per_core / floor.calls_per_core(),
-            floor.calls_per_core(),
-            self.rss_idle_kib,
-            self.rss_loaded_kib,
-            (self.rss_loaded_kib as f64 - self.rss_idle_kib as f64) / self.calls.max(1) as f64,
-            pct(&self.trying_ms, 50.0),
-            pct(&self.trying_ms, 99.0),
-            pct(&self.answered_ms, 50.0),
-            pct(&self.answered_ms, 99.0),
-            self.lost,
-            self.late,
-            self.failures.len(),
-        )
+        let line = |name: &str, v: Vec<f64>| {
+            format!(
+                "  {name:<28} p50 {:7.2} ms  p99 {:7.2} ms  ({} calls)\n",
+                pct(&v, 50.0),
+                pct(&v, 99.0),
+                v.len()
+            )
+        };
+        out += "setup (phone clock; the XMPP wait and the gateway's own time from its log)\n";
+        out += &line("INVITE → 100 Trying", col(&|s| Some(s.trying_ms)));
+        out += &line("INVITE → 200 OK", col(&|s| Some(s.answered_ms)));
+        out += &line("  waiting on XMPP", col(&|s| s.xmpp_wait_ms));
+        out += &line("  the gateway's own time", col(&|s| s.own_ms()));
+        out += "gateway-added audio latency (a click found by cross-correlation, idle gateway)\n";
+        let lat: Vec<&Latency> = runs.iter().filter_map(|r| r.latency.as_ref()).collect();
+        let each = |v: Vec<f64>| {
+            format!(
+                "median {:6.1} ms  max {:6.1} ms  ({} clicks)",
+                pct(&v, 50.0),
+                v.iter().copied().fold(f64::NAN, f64::max),
+                v.len()
+            )
+        };
+        out += &format!(
+            "  phone → bridge   {}\n",
+            each(
+                lat.iter()
+                    .flat_map(|l| l.phone_to_bridge_ms.clone())
+                    .collect()
+            )
+        );
+        out += &format!(
+            "  bridge → phone   {}\n",
+            each(
+                lat.iter()
+                    .flat_map(|l| l.bridge_to_phone_ms.clone())
+                    .collect()
+            )
+        );
+        // The same media job side by side: one Opus stream each way per call, as K = 1.
+        let ours = runs
+            .iter()
+            .find(|r| r.speakers == 1)
+            .and_then(|r| r.best())
+            .map(|s| s.gateway_cores * 100.0 / s.calls as f64);
+        out += "CPU per call, PCMU ⇄ Opus/DTLS-SRTP with one remote speaker\n";
+        out += &format!(
+            "  ours       {}\n",
+            ours.map_or("- (no clean K = 1 step)".into(), |p| format!(
+                "{p:.2} % of a core"
+            ))
+        );
+        out += &format!(
+            "  rtpengine  {}\n",
+            rtpengine.map_or("- (not run)".into(), |r| format!(
+                "{:.2} % of a core ({} calls)",
+                r.cpu_per_call_pct(),
+                r.calls
+            ))
+        );
+        out
     }
-}
 
-async fn run(cli: &Cli) -> Result<Report> {
-    let dir = paths::run_dir("loadgen")?;
-    let prosody = Prosody::start(&dir)?;
-    // The Python emulator stands in for the conference side at small N; the Rust conference side
-    // that serves hundreds of sessions replaces it (tools/bench/src/conference, in progress).
-    let participants = SPEAKER_HZ[..cli.speakers.min(SPEAKER_HZ.len())]
-        .iter()
-        .enumerate()
-        .map(|(i, &hz)| Participant::tone(&format!("speaker{i}"), f64::from(hz)))
-        .collect();
-    let _conference = emulator::start_emulator(
-        &prosody,
-        &dir,
-        &EmulatorOptions::room_with("load", participants),
-    )?;
-    let opts = GatewayOptions::default()
-        .env("JIGASI_PORT_MIN", "30000")
-        .env("JIGASI_PORT_MAX", "39999")
-        .set("xmpp.pool_size", &cli.calls.clamp(2, 64).to_string());
-    let gw = Gateway::start(&cli.gateway, &dir, &prosody, &opts)
-        .with_context(|| format!("starting {}", cli.gateway.display()))?;
-    let gateway: std::net::SocketAddr = format!("127.0.0.1:{}", gw.sip_port).parse()?;
-    let rss_idle_kib = procstat::rss_kib(gw.pid())?;
+    #[cfg(test)]
+    mod tests {
+        use super::pct;
 
-    let dial = phone::Dial {
-        gateway,
-        room_header: "Jitsi-Conference-Room".into(),
-        room: "load".into(),
-        tone_hz: PHONE_HZ,
-    };
-    let placing: Vec<_> = (0..cli.calls)
-        .map(|_| {
-            let dial = dial.clone();
-            tokio::spawn(async move { phone::place(&dial, Duration::from_secs(30)).await })
-        })
-        .collect();
-    let mut calls = Vec::new();
-    let mut failures = Vec::new();
-    for p in placing {
-        match p.await? {
-            Ok(call) => calls.push(call),
-            Err(e) => failures.push(e.to_string()),
+        #[test]
+        fn percentiles_are_nearest_rank() {
+            let v: Vec<f64> = (1..=100).map(f64::from).collect();
+            assert_eq!(pct(&v, 50.0), 50.0);
+            assert_eq!(pct(&v, 99.0), 99.0);
+            assert!(pct(&[], 50.0).is_nan());
         }
     }
-    let ticker = phone::Ticker::default();
-    let sending: Vec<_> = calls.iter().map(|c| ticker.send(c, PHONE_HZ)).collect();
-
-    // Settle, then measure the gateway over the hold.
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let (cpu0, t0) = (procstat::cpu_time(gw.pid())?, Instant::now());
-    let before: Vec<u64> = calls.iter().map(|c| lock(&c.received).packets).collect();
-    tokio::time::sleep(Duration::from_secs(cli.hold)).await;
-    let (cpu1, t1) = (procstat::cpu_time(gw.pid())?, Instant::now());
-    let rss_loaded_kib = procstat::rss_kib(gw.pid())?;
-    let held = (t1 - t0).as_secs_f64();
-
-    let (mut lost, mut late) = (0, 0);
-    for (call, start) in calls.iter().zip(before) {
-        let r = lock(&call.received).clone();
-        lost += r.lost;
-        late += r.late;
-        let got = (r.packets - start) as f64;
-        if got < 0.9 * held * 50.0 {
-            failures.push(format!("{}: {got} packets in {held:.1} s", call.call_id));
-        }
-        for &hz in &SPEAKER_HZ[..cli.speakers.min(SPEAKER_HZ.len())] {
-            let level = r.level_dbfs(f64::from(hz));
-            if level < -30.0 {
-                failures.push(format!("{}: {hz} Hz at {level:.1} dBFS", call.call_id));
-            }
-        }
-    }
-    let trying_ms = calls
-        .iter()
-        .filter_map(|c| c.setup.trying)
-        .map(|d| d.as_secs_f64() * 1000.0)
-        .collect();
-    let answered_ms = calls
-        .iter()
-        .filter_map(|c| c.setup.answered)
-        .map(|d| d.as_secs_f64() * 1000.0)
-        .collect();
-    drop(sending);
-    for call in calls {
-        if let Err(e) = call.hang_up(Duration::from_secs(5)).await {
-            failures.push(e.to_string());
-        }
-    }
-    Ok(Report {
-        calls: cli.calls,
-        speakers: cli.speakers,
-        gateway_cores: (cpu1 - cpu0).as_secs_f64() / held,
-        rss_idle_kib,
-        rss_loaded_kib,
-        trying_ms,
-        answered_ms,
-        lost,
-        late,
-        failures,
-    })
-}
-
-fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }

@@ -6,9 +6,11 @@
 
 use anyhow::{bail, Context, Result};
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::net::UdpSocket;
+use tokio::sync::oneshot;
 
 /// 20 ms of µ-law at 8 kHz.
 pub const FRAME: usize = 160;
@@ -50,6 +52,23 @@ impl Received {
     }
 }
 
+/// Audio a call received while asked for ([`Call::record`]), with when each packet arrived.
+#[derive(Debug, Clone, Default)]
+pub struct Recording {
+    pub samples: Vec<i16>,
+    /// Each packet: where its samples start in `samples`, and its arrival (the kernel's receive
+    /// timestamp).
+    pub packets: Vec<(usize, Instant)>,
+}
+
+/// A recording in progress, shared with the call's receive task.
+#[derive(Default)]
+struct Tap {
+    /// While set, the receive task reads datagrams with their kernel timestamps and records.
+    on: AtomicBool,
+    recording: Mutex<Option<(usize, Recording, oneshot::Sender<Recording>)>>,
+}
+
 /// One placed call: its SIP dialog and RTP socket.
 pub struct Call {
     pub call_id: String,
@@ -62,6 +81,7 @@ pub struct Call {
     bye: String,
     pub received: Arc<Mutex<Received>>,
     receiver: tokio::task::JoinHandle<()>,
+    tap: Arc<Tap>,
 }
 
 fn random_token() -> String {
@@ -166,7 +186,8 @@ pub async fn place(dial: &Dial, timeout: Duration) -> Result<Call> {
         )
     );
     let received = Arc::new(Mutex::new(Received::default()));
-    let receiver = tokio::spawn(receive(rtp.clone(), received.clone()));
+    let tap = Arc::new(Tap::default());
+    let receiver = tokio::spawn(receive(rtp.clone(), received.clone(), tap.clone()));
     Ok(Call {
         call_id,
         setup,
@@ -177,10 +198,24 @@ pub async fn place(dial: &Dial, timeout: Duration) -> Result<Call> {
         bye,
         received,
         receiver,
+        tap,
     })
 }
 
 impl Call {
+    /// Records the next `packets` packets received (from the first read after this call), with
+    /// their arrival times; the recording arrives on the returned channel. Replaces a recording
+    /// in progress (whose channel is then dropped).
+    pub fn record(&self, packets: usize) -> oneshot::Receiver<Recording> {
+        let (tx, rx) = oneshot::channel();
+        // Arrival times from the kernel, not from when the task got to the datagram. Should the
+        // option be refused, the reading time stands in.
+        let _ = set_timestamps(&self.rtp);
+        *lock(&self.tap.recording) = Some((packets.max(1), Recording::default(), tx));
+        self.tap.on.store(true, Ordering::Relaxed);
+        rx
+    }
+
     /// Sends the BYE and waits for its 200 (or `timeout`).
     pub async fn hang_up(self, timeout: Duration) -> Result<()> {
         self.receiver.abort();
@@ -200,12 +235,22 @@ impl Call {
     }
 }
 
-async fn receive(rtp: Arc<UdpSocket>, into: Arc<Mutex<Received>>) {
+async fn receive(rtp: Arc<UdpSocket>, into: Arc<Mutex<Received>>, tap: Arc<Tap>) {
     let mut buf = vec![0u8; 2048];
     let mut last: Option<(u16, Instant)> = None;
     loop {
-        let Ok((n, _)) = rtp.recv_from(&mut buf).await else {
-            return;
+        // Only a call being recorded reads with timestamps: the load's calls are unchanged.
+        let recording = tap.on.load(Ordering::Relaxed);
+        let (n, stamp) = if recording {
+            match recv_stamped(&rtp, &mut buf).await {
+                Ok(r) => r,
+                Err(_) => return,
+            }
+        } else {
+            match rtp.recv_from(&mut buf).await {
+                Ok((n, _)) => (n, None),
+                Err(_) => return,
+            }
         };
         let now = Instant::now();
         // RTP version 2, PCMU, no CSRCs or extensions expected from the gateway.
@@ -228,7 +273,116 @@ async fn receive(rtp: Arc<UdpSocket>, into: Arc<Mutex<Received>>) {
         r.pcm.extend(buf[12..n].iter().map(|&u| ulaw_decode(u)));
         let excess = r.pcm.len().saturating_sub(FRAMES_PER_SECOND * FRAME);
         r.pcm.drain(..excess);
+        drop(r);
+        if recording {
+            tap.take(&buf[12..n], stamp.unwrap_or(now));
+        }
     }
+}
+
+impl Tap {
+    fn take(&self, payload: &[u8], at: Instant) {
+        let mut slot = lock(&self.recording);
+        let Some((left, rec, _)) = slot.as_mut() else {
+            return;
+        };
+        rec.packets.push((rec.samples.len(), at));
+        rec.samples.extend(payload.iter().map(|&u| ulaw_decode(u)));
+        *left -= 1;
+        if *left == 0 {
+            self.on.store(false, Ordering::Relaxed);
+            if let Some((_, rec, reply)) = slot.take() {
+                let _ = reply.send(rec);
+            }
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// `SO_TIMESTAMPNS` (= `SCM_TIMESTAMPNS`) on Linux; the libc crate does not export it for every
+/// target.
+const SO_TIMESTAMPNS: libc::c_int = 35;
+
+fn set_timestamps(socket: &UdpSocket) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let on: libc::c_int = 1;
+    // SAFETY: a valid socket and a pointer to a c_int of the length given.
+    let r = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            SO_TIMESTAMPNS,
+            (&on as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+/// Receives a datagram into `buf` with its kernel receive timestamp, if the kernel gave one.
+async fn recv_stamped(
+    socket: &UdpSocket,
+    buf: &mut [u8],
+) -> std::io::Result<(usize, Option<Instant>)> {
+    use std::os::fd::AsRawFd;
+    let fd = socket.as_raw_fd();
+    socket
+        .async_io(tokio::io::Interest::READABLE, || recvmsg_stamped(fd, buf))
+        .await
+}
+
+fn recvmsg_stamped(fd: libc::c_int, buf: &mut [u8]) -> std::io::Result<(usize, Option<Instant>)> {
+    // SAFETY: every pointer handed to recvmsg points into live locals of the right size; the
+    // control buffer is 8-aligned as cmsghdr requires.
+    unsafe {
+        let mut iov = libc::iovec {
+            iov_base: buf.as_mut_ptr().cast(),
+            iov_len: buf.len(),
+        };
+        let mut control = [0u64; 8];
+        let mut msg: libc::msghdr = std::mem::zeroed();
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control.as_mut_ptr().cast();
+        msg.msg_controllen = std::mem::size_of_val(&control) as _;
+        let n = libc::recvmsg(fd, &mut msg, libc::MSG_DONTWAIT);
+        if n < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let mut stamp = None;
+        let mut cmsg = libc::CMSG_FIRSTHDR(&msg);
+        while !cmsg.is_null() {
+            let c = &*cmsg;
+            if c.cmsg_level == libc::SOL_SOCKET && c.cmsg_type == SO_TIMESTAMPNS {
+                let ts = std::ptr::read_unaligned(libc::CMSG_DATA(cmsg) as *const libc::timespec);
+                stamp = Some(Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32));
+            }
+            cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
+        }
+        // The stamp is on the realtime clock: it arrived this long before now.
+        let at = stamp.and_then(|s| {
+            let (real, now) = (realtime(), Instant::now());
+            now.checked_sub(real.saturating_sub(s))
+        });
+        Ok((n as usize, at))
+    }
+}
+
+fn realtime() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: a valid pointer to a timespec.
+    unsafe { libc::clock_gettime(libc::CLOCK_REALTIME, &mut ts) };
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
 }
 
 /// Sends every call's next 20 ms of tone, all calls on one timer (no per-call timers).
@@ -246,6 +400,8 @@ struct Stream {
     ssrc: u32,
     frame: usize,
     live: Arc<std::sync::atomic::AtomicBool>,
+    /// A click to add onto the next frame, and who to tell when that packet left.
+    click: Option<([i16; FRAME], oneshot::Sender<Instant>)>,
 }
 
 /// Stops its call's sending when dropped.
@@ -294,8 +450,21 @@ impl Ticker {
                 ssrc: rand::random(),
                 frame: 0,
                 live: live.clone(),
+                click: None,
             });
         Sending(live)
+    }
+
+    /// Adds `click` (linear PCM, one frame) onto the next frame of the call behind `sending`;
+    /// the returned channel gets the instant that packet was handed to the socket (dropped if
+    /// the call no longer sends).
+    pub fn click_once(&self, sending: &Sending, click: [i16; FRAME]) -> oneshot::Receiver<Instant> {
+        let (tx, rx) = oneshot::channel();
+        let mut calls = lock(&self.calls);
+        if let Some(s) = calls.iter_mut().find(|s| Arc::ptr_eq(&s.live, &sending.0)) {
+            s.click = Some((click, tx));
+        }
+        rx
     }
 }
 
@@ -305,7 +474,13 @@ async fn tick(calls: Arc<Mutex<Vec<Stream>>>) {
     let mut packet = vec![0u8; 12 + FRAME];
     loop {
         timer.tick().await;
-        let batch: Vec<(Arc<UdpSocket>, SocketAddr, Vec<u8>)> = {
+        type Packet = (
+            Arc<UdpSocket>,
+            SocketAddr,
+            Vec<u8>,
+            Option<oneshot::Sender<Instant>>,
+        );
+        let batch: Vec<Packet> = {
             let mut calls = calls.lock().unwrap_or_else(|p| p.into_inner());
             calls.retain(|s| s.live.load(std::sync::atomic::Ordering::Relaxed));
             calls
@@ -318,15 +493,28 @@ async fn tick(calls: Arc<Mutex<Vec<Stream>>>) {
                     packet[4..8].copy_from_slice(&ts.to_be_bytes());
                     packet[8..12].copy_from_slice(&s.ssrc.to_be_bytes());
                     let at = (s.frame % FRAMES_PER_SECOND) * FRAME;
-                    packet[12..].copy_from_slice(&s.tone[at..at + FRAME]);
+                    let tone = &s.tone[at..at + FRAME];
+                    let clicked = s.click.take().map(|(click, reply)| {
+                        for ((p, &u), &c) in packet[12..].iter_mut().zip(tone).zip(&click) {
+                            *p = ulaw_encode(ulaw_decode(u).saturating_add(c));
+                        }
+                        reply
+                    });
+                    if clicked.is_none() {
+                        packet[12..].copy_from_slice(tone);
+                    }
                     s.seq = s.seq.wrapping_add(1);
                     s.frame += 1;
-                    (s.rtp.clone(), s.to, packet.clone())
+                    (s.rtp.clone(), s.to, packet.clone(), clicked)
                 })
                 .collect()
         };
-        for (rtp, to, p) in batch {
-            let _ = rtp.send_to(&p, to).await;
+        for (rtp, to, p, clicked) in batch {
+            let at = Instant::now();
+            let sent = rtp.send_to(&p, to).await;
+            if let (Ok(_), Some(reply)) = (sent, clicked) {
+                let _ = reply.send(at);
+            }
         }
     }
 }

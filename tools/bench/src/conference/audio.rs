@@ -60,20 +60,7 @@ pub fn speaker_loops(
 ) -> anyhow::Result<Arc<Vec<SpeakerLoop>>> {
     let mut loops = Vec::with_capacity(speakers);
     for i in 0..speakers {
-        let hz = speaker_tone(i, signal);
-        let tone = 32_767.0 * 10f64.powf(peak_dbfs / 20.0);
-        let voice = match signal {
-            SpeakerSignal::Tone => None,
-            // A distinct voice per speaker; its highest harmonic stays under 1800 Hz.
-            SpeakerSignal::VoiceAndTone => Some(voice(100.0 + 10.0 * (i % 5) as f64, tone)),
-        };
-        let pcm: Vec<i16> = (0..48_000)
-            .map(|n| {
-                let t = n as f64 / 48_000.0;
-                let v = voice.as_ref().map_or(0.0, |v| v[n]);
-                (tone * (2.0 * PI * hz * t).sin() + v).clamp(-32_767.0, 32_767.0) as i16
-            })
-            .collect();
+        let (hz, pcm) = speaker_pcm(i, peak_dbfs, signal);
         // A sine's RMS is 3 dB below its peak; with a voice the level is the louder one's.
         let level_db = match signal {
             SpeakerSignal::Tone => peak_dbfs - 3.0,
@@ -81,11 +68,77 @@ pub fn speaker_loops(
         };
         loops.push(SpeakerLoop {
             hz,
-            packets: encode_loop(&pcm)?,
+            packets: encode_loop(&pcm, None)?,
             level: (-level_db).round().clamp(0.0, 127.0) as u8,
         });
     }
     Ok(Arc::new(loops))
+}
+
+/// Speaker `i`'s second of audio at 48 kHz, and its tone.
+fn speaker_pcm(i: usize, peak_dbfs: f64, signal: SpeakerSignal) -> (f64, Vec<i16>) {
+    let hz = speaker_tone(i, signal);
+    let tone = 32_767.0 * 10f64.powf(peak_dbfs / 20.0);
+    let voice = match signal {
+        SpeakerSignal::Tone => None,
+        // A distinct voice per speaker; its highest harmonic stays under 1800 Hz.
+        SpeakerSignal::VoiceAndTone => Some(voice(100.0 + 10.0 * (i % 5) as f64, tone)),
+    };
+    let pcm = (0..48_000)
+        .map(|n| {
+            let t = n as f64 / 48_000.0;
+            let v = voice.as_ref().map_or(0.0, |v| v[n]);
+            (tone * (2.0 * PI * hz * t).sin() + v).clamp(-32_767.0, 32_767.0) as i16
+        })
+        .collect();
+    (hz, pcm)
+}
+
+/// The loop position a click packet replaces: mid-loop, away from its seam.
+pub const CLICK_FRAME: usize = 25;
+
+/// A click in the first speaker's stream: the packet that replaces its loop's packet at
+/// `frame`, encoded by the loop's own encoder with the click added to that frame, so the
+/// receiver's decoder state fits it.
+#[derive(Debug)]
+pub struct SpeakerClick {
+    pub frame: usize,
+    pub packet: Arc<[u8]>,
+    /// The click packet and the two loop packets after it, decoded to 8 kHz after the loop's
+    /// packets before it: where the click is once decoded, for the send side of a measurement.
+    pub decoded: Vec<i16>,
+}
+
+/// Speaker 0's loop (as [`speaker_loops`] makes it) with `click` (48 kHz PCM) added `offset`
+/// samples into frame [`CLICK_FRAME`]. Two encodes of the loop: tens of milliseconds.
+pub fn speaker_click(
+    peak_dbfs: f64,
+    signal: SpeakerSignal,
+    click: &[i16],
+    offset: usize,
+) -> anyhow::Result<SpeakerClick> {
+    anyhow::ensure!(
+        offset + click.len() <= FRAME_48K,
+        "a click of {} samples at {offset} does not fit in a frame",
+        click.len()
+    );
+    let (_, pcm) = speaker_pcm(0, peak_dbfs, signal);
+    let plain = encode_loop(&pcm, None)?;
+    let clicked = encode_loop(&pcm, Some((CLICK_FRAME * FRAME_48K + offset, click)))?;
+    let mut dec = Decode::new()?;
+    for p in &plain[..CLICK_FRAME] {
+        dec.packet(p);
+    }
+    let mut decoded = Vec::with_capacity(3 * FRAME_8K);
+    for p in std::iter::once(&clicked[CLICK_FRAME]).chain(&plain[CLICK_FRAME + 1..CLICK_FRAME + 3])
+    {
+        decoded.extend_from_slice(dec.packet(p).unwrap_or(&[0; FRAME_8K]));
+    }
+    Ok(SpeakerClick {
+        frame: CLICK_FRAME,
+        packet: Arc::from(clicked[CLICK_FRAME].as_slice()),
+        decoded,
+    })
 }
 
 /// One second at 48 kHz of a voice-like signal peaking at `peak`: fundamental `f0` (whole Hz)
@@ -116,16 +169,26 @@ fn voice(f0: f64, peak: f64) -> Vec<f64> {
 /// the third one encoded, so the encoder's state at its start is the steady state its end
 /// leads back to. The encoder is told the signal is voice: left to itself it codes these
 /// synthetic signals in CELT-only mode, which costs half what a browser's speech (hybrid
-/// SILK+CELT) costs the gateway to decode (10 against 23 µs per packet here).
-fn encode_loop(pcm: &[i16]) -> anyhow::Result<Vec<Vec<u8>>> {
+/// SILK+CELT) costs the gateway to decode (10 against 23 µs per packet here). `click`: PCM
+/// added from a sample of the second kept on (a deliberate click, for latency).
+fn encode_loop(pcm: &[i16], click: Option<(usize, &[i16])>) -> anyhow::Result<Vec<Vec<u8>>> {
     let mut enc = Encoder::new(SampleRate::Hz48000, Channels::Mono, Application::Voip)?;
     enc.set_bitrate(Bitrate::BitsPerSecond(32_000))?;
     enc.set_signal(audiopus::Signal::Voice)?;
     let mut out = Vec::with_capacity(WINDOW_FRAMES);
     let mut buf = [0u8; 1500];
+    let mut frame = [0i16; FRAME_48K];
     for n in 0..3 * WINDOW_FRAMES {
         let at = (n % WINDOW_FRAMES) * FRAME_48K;
-        let len = enc.encode(&pcm[at..at + FRAME_48K], &mut buf)?;
+        frame.copy_from_slice(&pcm[at..at + FRAME_48K]);
+        if let Some((click_at, click)) = click.filter(|_| n >= 2 * WINDOW_FRAMES) {
+            for (i, x) in frame.iter_mut().enumerate() {
+                if let Some(&c) = (at + i).checked_sub(click_at).and_then(|k| click.get(k)) {
+                    *x = x.saturating_add(c);
+                }
+            }
+        }
+        let len = enc.encode(&frame, &mut buf)?;
         if n >= 2 * WINDOW_FRAMES {
             out.push(buf[..len].to_vec());
         }
@@ -291,6 +354,30 @@ mod tests {
             let other = if l.hz == 600.0 { 1100.0 } else { 600.0 };
             assert!(tone_dbfs(second, &w, other) < -50.0);
         }
+    }
+
+    #[test]
+    fn a_click_packet_splices_into_the_loop_it_was_encoded_in() {
+        // A 4 ms burst of 1 kHz at -6 dBFS.
+        let click: Vec<i16> = (0..192)
+            .map(|i| (16_000.0 * (2.0 * PI * 1000.0 * i as f64 / 48_000.0).sin()) as i16)
+            .collect();
+        let signal = SpeakerSignal::VoiceAndTone;
+        let loops = speaker_loops(1, -12.0, signal).unwrap();
+        let pcm = speaker_pcm(0, -12.0, signal).1;
+        let at = CLICK_FRAME * FRAME_48K + 48;
+        let clicked = encode_loop(&pcm, Some((at, &click))).unwrap();
+        // Same encoder, same input up to the click: the packets before it are the loop's, so
+        // the receiver's decoder is where the click packet's encoder was.
+        assert_eq!(clicked[..CLICK_FRAME], loops[0].packets[..CLICK_FRAME]);
+        assert_ne!(clicked[CLICK_FRAME], loops[0].packets[CLICK_FRAME]);
+        let c = speaker_click(-12.0, signal, &click, 48).unwrap();
+        assert_eq!(
+            (c.frame, &*c.packet),
+            (CLICK_FRAME, &clicked[CLICK_FRAME][..])
+        );
+        assert_eq!(c.decoded.len(), 3 * FRAME_8K);
+        assert!(speaker_click(-12.0, signal, &click, FRAME_48K - 100).is_err());
     }
 
     #[test]

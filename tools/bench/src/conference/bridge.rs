@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use str0m::IceCreds;
 
+use super::audio::SpeakerClick;
 use super::session::{BridgeSession, MediaEnv, SessionEvent};
 use super::stanzas::{RemoteFingerprint, RemoteTransport};
 use super::udp::Socket;
@@ -62,6 +63,11 @@ pub enum Cmd {
         sid: String,
         frames: usize,
         reply: std::sync::mpsc::Sender<Recording>,
+    },
+    Click {
+        sid: String,
+        click: Arc<SpeakerClick>,
+        reply: std::sync::mpsc::Sender<Instant>,
     },
     Stop,
 }
@@ -306,6 +312,12 @@ impl Worker {
                     let _ = reply.send(Recording::default());
                 }
             },
+            // No session: the reply is dropped, which its receiver sees.
+            Cmd::Click { sid, click, reply } => {
+                if let Some(slot) = self.slot_of(&sid).and_then(|i| self.slots[i].as_mut()) {
+                    slot.session.inject_click(click, reply);
+                }
+            }
             Cmd::Stop => {}
         }
     }
@@ -381,10 +393,18 @@ impl Worker {
         let Some(slot) = &mut self.slots[i] else {
             return;
         };
+        // A click's send time: just before its datagram goes to the socket, as the phone's.
+        let clicked = slot
+            .session
+            .take_click_written()
+            .map(|reply| (reply, Instant::now()));
         while let Some(d) = slot.session.poll_transmit() {
             if self.socket.send_to(&d.payload, d.to).is_err() {
                 self.send_errors += 1;
             }
+        }
+        if let Some((reply, at)) = clicked {
+            let _ = reply.send(at);
         }
         let mut events = Vec::new();
         while let Some(e) = slot.session.poll_event() {

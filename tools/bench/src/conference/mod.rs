@@ -34,7 +34,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
-pub use audio::SpeakerSignal;
+pub use audio::{SpeakerClick, SpeakerSignal};
+// The click's encoding without a running conference, for the latency module's tests.
+#[allow(unused_imports)]
+pub use audio::speaker_click;
 
 /// What the conference side connects to and how it behaves.
 #[derive(Debug, Clone)]
@@ -420,17 +423,7 @@ impl Conference {
         room: &str,
         duration: Duration,
     ) -> Result<std::sync::mpsc::Receiver<Recording>> {
-        let room = self.opts.room_jid(room);
-        let (worker, sid) = {
-            let s = self.shared.lock();
-            let r = s
-                .sessions
-                .values()
-                .filter(|r| r.room == room && r.is_live())
-                .max_by_key(|r| r.initiate_sent)
-                .with_context(|| format!("no live session in {room}"))?;
-            (r.worker, r.sid.clone())
-        };
+        let (worker, sid) = self.live_session(room)?;
         let (tx, rx) = std::sync::mpsc::channel();
         let frames = (duration.as_millis() as usize).div_ceil(20);
         self.workers[worker].send(bridge::Cmd::Record {
@@ -439,6 +432,50 @@ impl Conference {
             reply: tx,
         });
         Ok(rx)
+    }
+
+    /// The first speaker's loop with `click` (48 kHz PCM) added `offset` samples into one
+    /// frame, Opus-encoded in the loop's context, for [`Conference::inject_click`]. Encodes the
+    /// loop twice (tens of milliseconds): once per measurement, off the async threads.
+    pub fn speaker_click(&self, click: &[i16], offset: usize) -> Result<Arc<SpeakerClick>> {
+        let c = audio::speaker_click(
+            self.opts.speaker_level_dbfs,
+            self.opts.speaker_signal,
+            click,
+            offset,
+        )?;
+        Ok(Arc::new(c))
+    }
+
+    /// Has `room`'s latest live session send `click` in place of its first speaker's packet
+    /// when the loop reaches the click's position (within a second). The instant that packet
+    /// left arrives on the returned channel, which disconnects if the session ends first.
+    pub fn inject_click(
+        &self,
+        room: &str,
+        click: &Arc<SpeakerClick>,
+    ) -> Result<std::sync::mpsc::Receiver<Instant>> {
+        let (worker, sid) = self.live_session(room)?;
+        let (tx, rx) = std::sync::mpsc::channel();
+        self.workers[worker].send(bridge::Cmd::Click {
+            sid,
+            click: click.clone(),
+            reply: tx,
+        });
+        Ok(rx)
+    }
+
+    /// The media thread and sid of `room`'s latest live session.
+    fn live_session(&self, room: &str) -> Result<(usize, String)> {
+        let room = self.opts.room_jid(room);
+        let s = self.shared.lock();
+        let r = s
+            .sessions
+            .values()
+            .filter(|r| r.room == room && r.is_live())
+            .max_by_key(|r| r.initiate_sent)
+            .with_context(|| format!("no live session in {room}"))?;
+        Ok((r.worker, r.sid.clone()))
     }
 
     /// Stops: session-terminate to every live session, leaves the rooms, closes the XMPP

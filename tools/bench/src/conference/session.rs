@@ -20,7 +20,7 @@ use str0m::net::{Protocol, Receive};
 use str0m::rtp::{Extension, ExtensionValues, RtpWrite, SeqNo, Ssrc};
 use str0m::{Candidate, CandidateKind, Event, IceCreds, Input, Output, Rtc, RtcConfig};
 
-use super::audio::{self, Decode, SpeakerLoop, FRAME_8K, WINDOW, WINDOW_FRAMES};
+use super::audio::{self, Decode, SpeakerClick, SpeakerLoop, FRAME_8K, WINDOW, WINDOW_FRAMES};
 use super::stanzas::{
     RemoteCandidate, RemoteFingerprint, AUDIO_LEVEL_EXT, OPUS_PT, TELEPHONE_EVENT_PT,
 };
@@ -115,6 +115,11 @@ pub struct BridgeSession {
     transmits: VecDeque<Datagram>,
     events: VecDeque<SessionEvent>,
     pub rx: Analysis,
+    /// A click for the first speaker, waiting for its loop position, and who to tell when it
+    /// was sent.
+    click: Option<(Arc<SpeakerClick>, std::sync::mpsc::Sender<Instant>)>,
+    /// The click went into the frame just written: told once its datagram is out.
+    click_written: Option<std::sync::mpsc::Sender<Instant>>,
 }
 
 impl BridgeSession {
@@ -220,6 +225,8 @@ impl BridgeSession {
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             rx: Analysis::new(hann, decode_every, phase),
+            click: None,
+            click_written: None,
         };
         session.drain();
         Ok(session)
@@ -358,9 +365,17 @@ impl BridgeSession {
         }
         let frame = self.frame;
         let mut api = self.rtc.direct_api();
+        let mut clicked = false;
         for (i, s) in self.tx.iter_mut().enumerate() {
             let packets = &self.env.packets[i];
-            let payload = packets[frame % packets.len()].clone();
+            let position = frame % packets.len();
+            let payload = match &self.click {
+                Some((c, _)) if i == 0 && c.frame == position => {
+                    clicked = true;
+                    c.packet.clone()
+                }
+                _ => packets[position].clone(),
+            };
             let level = self.env.loops[i].level;
             let exts = ExtensionValues {
                 audio_level: Some(-(level.min(127) as i8)),
@@ -377,8 +392,28 @@ impl BridgeSession {
             s.ts = s.ts.wrapping_add(audio::FRAME_48K as u32);
         }
         self.frame += 1;
+        if clicked {
+            self.click_written = self.click.take().map(|(_, reply)| reply);
+        }
         // Written packets leave on the next timeout, which str0m has now moved to `now`.
         self.handle_timeout(now);
+    }
+
+    /// Sends `click` in place of the first speaker's packet when its loop comes to the click's
+    /// position (within a second); `reply` gets the instant it was sent. Replaces a click not
+    /// yet sent.
+    pub fn inject_click(
+        &mut self,
+        click: Arc<SpeakerClick>,
+        reply: std::sync::mpsc::Sender<Instant>,
+    ) {
+        self.click = Some((click, reply));
+    }
+
+    /// Who to tell that the click went out, once the frame that carried it was written (its
+    /// datagram is then among the queued transmits).
+    pub fn take_click_written(&mut self) -> Option<std::sync::mpsc::Sender<Instant>> {
+        self.click_written.take()
     }
 
     /// `n` frames were not sent in time: their time passes (a gap in the RTP timestamps, as
