@@ -6,9 +6,9 @@
 //! count.
 
 use crate::phone::{ulaw_decode, ulaw_encode};
+use crate::procstat::thread_cpu;
 use audiopus::coder::{Decoder, Encoder};
 use audiopus::{Application, Bitrate, Channels, SampleRate};
-use std::time::Duration;
 
 /// Samples in 20 ms at 8 kHz (the phone leg) and 48 kHz (what browsers send).
 pub const PHONE_FRAME: usize = 160;
@@ -100,17 +100,6 @@ pub fn browser_packets(seconds: f64) -> anyhow::Result<Vec<Vec<u8>>> {
         out.push(buf[..n].to_vec());
     }
     Ok(out)
-}
-
-/// This thread's CPU time.
-fn thread_cpu() -> Duration {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: a valid pointer to a timespec; CLOCK_THREAD_CPUTIME_ID exists on Linux.
-    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
 }
 
 /// The median over `rounds` of the CPU time per item of `f` run over `items` items.

@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 use tokio::net::UdpSocket;
 use tokio::sync::oneshot;
 
+use crate::procstat::realtime;
+
 /// 20 ms of µ-law at 8 kHz.
 pub const FRAME: usize = 160;
 const FRAMES_PER_SECOND: usize = 50;
@@ -373,16 +375,6 @@ fn recvmsg_stamped(fd: libc::c_int, buf: &mut [u8]) -> std::io::Result<(usize, O
         });
         Ok((n as usize, at))
     }
-}
-
-fn realtime() -> Duration {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: a valid pointer to a timespec.
-    unsafe { libc::clock_gettime(libc::CLOCK_REALTIME, &mut ts) };
-    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
 }
 
 /// Sends every call's next 20 ms of tone, all calls on one timer (no per-call timers).

@@ -5,6 +5,27 @@
 use anyhow::{Context, Result};
 use std::time::Duration;
 
+/// `clock_gettime(id)` as a duration.
+fn clock(id: libc::clockid_t) -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: a valid pointer to a timespec; the ids used here exist on Linux.
+    unsafe { libc::clock_gettime(id, &mut ts) };
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
+/// This thread's CPU time (user and system).
+pub fn thread_cpu() -> Duration {
+    clock(libc::CLOCK_THREAD_CPUTIME_ID)
+}
+
+/// Wall-clock time since the epoch, the clock of the kernel's receive timestamps.
+pub fn realtime() -> Duration {
+    clock(libc::CLOCK_REALTIME)
+}
+
 /// Clock ticks per second of /proc/<pid>/stat's times.
 fn ticks_per_second() -> f64 {
     // SAFETY: sysconf has no preconditions.

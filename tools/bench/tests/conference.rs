@@ -5,6 +5,9 @@
 // loadgen is a binary crate: its conference module is compiled into this test by path.
 #[path = "../src/conference/mod.rs"]
 mod conference;
+#[allow(dead_code)]
+#[path = "../src/procstat.rs"]
+mod procstat;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};

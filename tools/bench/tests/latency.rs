@@ -12,6 +12,9 @@ mod latency;
 #[allow(dead_code)]
 #[path = "../src/phone.rs"]
 mod phone;
+#[allow(dead_code)]
+#[path = "../src/procstat.rs"]
+mod procstat;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

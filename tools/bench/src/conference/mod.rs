@@ -34,6 +34,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
+use crate::procstat::thread_cpu;
+
 pub use audio::{SpeakerClick, SpeakerSignal};
 // The click's encoding without a running conference, for the latency module's tests.
 #[allow(unused_imports)]
@@ -539,17 +541,6 @@ fn fingerprint(cert: &str0m::config::DtlsCert) -> Result<String> {
     fp.split_once(' ')
         .map(|(_, v)| v.to_string())
         .with_context(|| format!("fingerprint {fp:?}"))
-}
-
-/// This thread's CPU time (user and system).
-fn thread_cpu() -> Duration {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: a valid pointer to a timespec; CLOCK_THREAD_CPUTIME_ID exists on Linux.
-    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
 }
 
 /// Joins a thread, reporting a panic as an error.

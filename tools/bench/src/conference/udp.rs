@@ -8,6 +8,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
+use crate::procstat::realtime;
+
 /// `SO_TIMESTAMPNS` (= `SCM_TIMESTAMPNS`) on Linux with a 64-bit `time_t`; the libc crate does
 /// not export it for every target.
 const SO_TIMESTAMPNS: libc::c_int = 35;
@@ -116,16 +118,6 @@ fn setsockopt(fd: libc::c_int, opt: libc::c_int, value: libc::c_int) -> io::Resu
     } else {
         Err(io::Error::last_os_error())
     }
-}
-
-fn realtime() -> Duration {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: a valid pointer to a timespec.
-    unsafe { libc::clock_gettime(libc::CLOCK_REALTIME, &mut ts) };
-    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
 }
 
 fn sockaddr(addr: &libc::sockaddr_storage) -> Option<SocketAddr> {
