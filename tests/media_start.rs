@@ -141,8 +141,10 @@ async fn an_exhausted_port_range_is_a_typed_error() {
     assert!(matches!(err, MediaError::NoFreePort { .. }), "{err}");
 }
 
+/// The media runs on the process's media threads, not on the caller's runtime: a call can be
+/// started from plain code, and stopping it frees both ports.
 #[test]
-fn start_outside_a_runtime_is_an_error_not_a_panic() {
+fn start_outside_a_runtime_runs_on_the_media_threads() {
     let cfg = config(40900, 40949);
     let (_peer, offer) = BridgePeer::new(Instant::now(), "127.0.0.1:9".parse().unwrap(), &[]);
     let params = PhoneParams {
@@ -151,8 +153,13 @@ fn start_outside_a_runtime_is_an_error_not_a_panic() {
         telephone_event_pt: None,
         remote_rtp: "127.0.0.1:9".parse().unwrap(),
     };
-    assert!(matches!(
-        media::start(&cfg, Some(params), offer),
-        Err(MediaError::Config(_))
-    ));
+    let (handle, answer, phone_rtp) = media::start(&cfg, Some(params), offer).unwrap();
+    let conference_port = answer.candidates[0].port;
+    assert!(StdUdpSocket::bind((LOOPBACK, phone_rtp.port())).is_err());
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    runtime.block_on(handle.stop());
+    StdUdpSocket::bind((LOOPBACK, phone_rtp.port())).expect("phone port free after stop");
+    StdUdpSocket::bind((LOOPBACK, conference_port)).expect("conference port free after stop");
 }

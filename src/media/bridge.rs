@@ -8,8 +8,8 @@
 //! * phone → conference: the phone's playout buffer → G.711 decode → RFC 6464 level → Opus
 //!   encode → bridge.
 //!
-//! Nothing is skipped yet (silence is encoded like speech); the tick runs on the call's own
-//! timer until a worker-wide tick serves many calls.
+//! Nothing is skipped yet (silence is encoded like speech). The media worker running the call
+//! lines its tick up with the other calls' ([`MediaBridge::align_tick`]).
 
 use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
@@ -287,6 +287,12 @@ impl MediaBridge {
             self.next_tick += FRAME_DURATION;
         }
         self.collect_at(now);
+    }
+
+    /// Moves the next 20 ms tick to `at`: a media worker runs the ticks of all its calls together,
+    /// so one wake-up serves them all.
+    pub fn align_tick(&mut self, at: Instant) {
+        self.next_tick = at;
     }
 
     /// When to call [`MediaBridge::handle_timeout`] next.

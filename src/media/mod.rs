@@ -7,7 +7,8 @@
 //! ```
 //!
 //! [`bridge::MediaBridge`] is the sans-IO core of one call (datagrams and time in, datagrams and
-//! events out); [`start`] runs it in a tokio task that owns the call's two UDP sockets.
+//! events out); [`start`] hands it, with the call's two UDP sockets, to one of the process's media
+//! worker threads ([`MediaWorkers`]), which drive many calls on one 20 ms tick.
 //! `conference_leg` is the only file naming str0m, `opus` the only one naming audiopus.
 
 pub mod bridge;
@@ -23,6 +24,7 @@ mod ports;
 pub mod rtp;
 #[cfg(test)]
 mod test_tones;
+mod worker;
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
@@ -32,6 +34,7 @@ use crate::config::MediaSettings;
 pub use conference_leg::{install_dtls_crypto, DtlsIdentity};
 pub use driver::{start, MediaHandle};
 pub use g711::G711;
+pub use worker::MediaWorkers;
 
 /// Everything mixes at the G.711 rate.
 pub const SAMPLE_RATE: u32 = 8000;
@@ -154,10 +157,13 @@ pub struct MediaConfig {
     /// unspecified or NAT maps it to another.
     pub advertise_ip: IpAddr,
     pub identity: DtlsIdentity,
+    /// The threads that run every call's media.
+    pub workers: std::sync::Arc<MediaWorkers>,
 }
 
 impl MediaConfig {
-    /// Checks the addresses and creates the shared DTLS certificate.
+    /// Checks the addresses, creates the shared DTLS certificate and starts the media workers
+    /// (one per core).
     pub fn new(
         settings: MediaSettings,
         bind_ip: IpAddr,
@@ -178,6 +184,7 @@ impl MediaConfig {
             bind_ip,
             advertise_ip,
             identity: DtlsIdentity::generate()?,
+            workers: std::sync::Arc::new(MediaWorkers::per_core()?),
         })
     }
 }
