@@ -33,6 +33,8 @@ const WRAPPED: &[(&str, &[&str])] = &[
     ("xmpp_parsers", &["xmpp", "jingle"]),
     ("str0m", &["media"]),
     ("audiopus", &["media"]),
+    ("dimpl", &["media"]),
+    ("mio", &["media"]),
 ];
 
 fn src() -> PathBuf {

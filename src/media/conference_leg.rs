@@ -39,7 +39,7 @@ const MID: &str = "audio";
 /// Installs str0m's process-wide DTLS crypto provider. Call once at start: without it every new
 /// WebRTC session falls back to resolving the provider itself.
 pub fn install_dtls_crypto() {
-    str0m::crypto::from_feature_flags().install_process_default();
+    CryptoProvider::clone(&super::dtls::crypto_provider()).install_process_default();
 }
 
 /// The process's DTLS certificate (ECDSA P-256, self-signed), shared by every call.
@@ -142,6 +142,7 @@ impl ConferenceLeg {
         }
 
         let mut config = RtcConfig::new()
+            .set_crypto_provider(super::dtls::crypto_provider())
             .set_rtp_mode(true)
             // The videobridge (and aiortc) speak DTLS 1.2 only; 1.3 fails against them.
             .set_dtls_version(DtlsVersion::Dtls12)

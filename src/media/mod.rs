@@ -9,11 +9,12 @@
 //! [`bridge::MediaBridge`] is the sans-IO core of one call (datagrams and time in, datagrams and
 //! events out); [`start`] hands it, with the call's two UDP sockets, to one of the process's media
 //! worker threads ([`MediaWorkers`]), which drive many calls on one 20 ms tick.
-//! `conference_leg` is the only file naming str0m, `opus` the only one naming audiopus.
+//! `conference_leg` (with `dtls`, its DTLS provider) is the only place naming str0m, `opus` the only one naming audiopus.
 
 pub mod bridge;
 pub mod conference_leg;
 mod driver;
+mod dtls;
 pub mod g711;
 pub mod jitter;
 pub mod level;

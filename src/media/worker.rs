@@ -257,13 +257,16 @@ struct WorkerLoop {
     poll: Poll,
     rx: std_mpsc::Receiver<Message>,
     load: Arc<AtomicUsize>,
-    slots: Vec<Option<Slot>>,
+    /// Boxed: a bridge is large, and the vector doubles as calls arrive.
+    slots: Vec<Option<Box<Slot>>>,
     free: Vec<usize>,
     ids: HashMap<u64, usize>,
     /// The next 20 ms tick of every call on this worker.
     next_tick: Instant,
     /// Sockets whose reading was cut short by errors, read again in the next round.
     unread: Vec<(usize, Leg)>,
+    /// The sockets to read this round (kept to reuse its allocation).
+    ready: Vec<(usize, Leg)>,
     buf: Vec<u8>,
 }
 
@@ -291,6 +294,7 @@ impl WorkerLoop {
             ids: HashMap::new(),
             next_tick: Instant::now() + FRAME_DURATION,
             unread: Vec::new(),
+            ready: Vec::new(),
             buf: vec![0; RECV_BUFFER],
         }
     }
@@ -307,14 +311,16 @@ impl WorkerLoop {
                 continue;
             }
             let now = Instant::now();
-            let mut ready: Vec<(usize, Leg)> = std::mem::take(&mut self.unread);
+            let mut ready = std::mem::take(&mut self.ready);
+            ready.clear();
+            ready.append(&mut self.unread);
             ready.extend(
                 events
                     .iter()
                     .filter(|e| e.token() != WAKER)
                     .map(|e| slot_of(e.token())),
             );
-            for (i, leg) in ready {
+            for &(i, leg) in &ready {
                 let buf = &mut self.buf;
                 let unread = &mut self.unread;
                 Self::with_slot(&mut self.slots, i, |slot| {
@@ -323,6 +329,7 @@ impl WorkerLoop {
                     }
                 });
             }
+            self.ready = ready;
             if !self.messages(now) {
                 return;
             }
@@ -355,7 +362,7 @@ impl WorkerLoop {
 
     /// Runs one call's media under its span; a panic ends that call's media alone (its slot is
     /// emptied, which closes its sockets and channels).
-    fn with_slot(slots: &mut [Option<Slot>], i: usize, f: impl FnOnce(&mut Slot)) {
+    fn with_slot(slots: &mut [Option<Box<Slot>>], i: usize, f: impl FnOnce(&mut Slot)) {
         let Some(entry) = slots.get_mut(i) else {
             return;
         };
@@ -460,7 +467,7 @@ impl WorkerLoop {
             self.next_tick = now + FRAME_DURATION;
             bridge.align_tick(self.next_tick);
         }
-        self.slots[i] = Some(Slot {
+        self.slots[i] = Some(Box::new(Slot {
             id,
             bridge,
             identity: call.identity,
@@ -473,7 +480,7 @@ impl WorkerLoop {
             publish_at: now + STATS_EVERY,
             dirty: true,
             failed: false,
-        });
+        }));
         self.ids.insert(id, i);
     }
 
