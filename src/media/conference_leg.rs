@@ -48,19 +48,23 @@ pub struct DtlsIdentity(DtlsCert);
 
 impl DtlsIdentity {
     pub fn generate() -> Result<DtlsIdentity, MediaError> {
-        let from_flags;
-        let provider = match CryptoProvider::get_default() {
-            Some(p) => p,
-            None => {
-                from_flags = str0m::crypto::from_feature_flags();
-                &from_flags
-            }
-        };
-        provider
+        super::dtls::crypto_provider()
             .dtls_provider
             .generate_certificate()
             .map(DtlsIdentity)
             .ok_or(MediaError::Certificate)
+    }
+
+    /// Sets up one WebRTC session and drops it, so that the process's DTLS configuration is made
+    /// (and validated) at start rather than during the first call's setup.
+    pub(super) fn warm_up(&self) {
+        let rtc = RtcConfig::new()
+            .set_crypto_provider(super::dtls::crypto_provider())
+            .set_rtp_mode(true)
+            .set_dtls_version(DtlsVersion::Dtls12)
+            .set_dtls_cert(self.0.clone())
+            .build(Instant::now());
+        drop(rtc);
     }
 }
 

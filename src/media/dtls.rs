@@ -18,7 +18,6 @@ use str0m::crypto::{CryptoError, CryptoProvider};
 /// The process's crypto provider for str0m: the compiled-in one, with [`SharedConfigDtls`] for
 /// DTLS.
 pub(super) fn crypto_provider() -> Arc<CryptoProvider> {
-    static DTLS: OnceLock<SharedConfigDtls> = OnceLock::new();
     static PROVIDER: OnceLock<Arc<CryptoProvider>> = OnceLock::new();
     PROVIDER
         .get_or_init(|| {
@@ -30,6 +29,14 @@ pub(super) fn crypto_provider() -> Arc<CryptoProvider> {
             Arc::new(provider)
         })
         .clone()
+}
+
+static DTLS: OnceLock<SharedConfigDtls> = OnceLock::new();
+
+/// The MTU the shared configuration was made for; `None` before the first session.
+#[cfg(test)]
+fn configured_mtu() -> Option<Option<usize>> {
+    Some(DTLS.get()?.config.get()?.0)
 }
 
 /// Creates DTLS sessions from one shared dimpl configuration; certificates come from the
@@ -160,6 +167,13 @@ mod tests {
             .unwrap();
         assert!(!a.is_active() && !b.is_active());
         assert!(Arc::ptr_eq(&provider, &crypto_provider()));
+    }
+
+    #[test]
+    fn the_warm_up_at_start_makes_the_configuration() {
+        let identity = crate::media::DtlsIdentity::generate().unwrap();
+        identity.warm_up();
+        assert!(configured_mtu().is_some());
     }
 
     #[test]

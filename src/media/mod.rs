@@ -180,11 +180,13 @@ impl MediaConfig {
                 "bind address {bind_ip} and advertised address {advertise_ip} are of different families"
             )));
         }
+        let identity = DtlsIdentity::generate()?;
+        identity.warm_up();
         Ok(MediaConfig {
             settings,
             bind_ip,
             advertise_ip,
-            identity: DtlsIdentity::generate()?,
+            identity,
             workers: std::sync::Arc::new(MediaWorkers::per_core()?),
         })
     }
