@@ -403,7 +403,7 @@ impl ServerConnector for Connector {
         let io: Box<dyn Io> = match self.tls {
             Tls::Plain => Box::new(tcp),
             Tls::StartTls | Tls::StartTlsAcceptAnyCertificate => {
-                let plain = initiate_stream(BufStream::new(tcp), ns, header(), timeouts).await?;
+                let plain = initiate_stream(buffered(tcp), ns, header(), timeouts).await?;
                 let (features, stream) = plain.recv_features::<FallibleStreamElement>().await?;
                 if !features.can_starttls() {
                     return Err(ProtocolError::NoTls.into());
@@ -416,9 +416,16 @@ impl ServerConnector for Connector {
                 }
             }
         };
-        let stream = initiate_stream(BufStream::new(io), ns, header(), timeouts).await?;
+        let stream = initiate_stream(buffered(io), ns, header(), timeouts).await?;
         Ok((stream, ChannelBinding::None))
     }
+}
+
+/// Each call has its own XMPP stream, so its buffers count per call: 4 KB each way (tokio's
+/// default is 8 KB) holds a Jingle offer or answer in one or two reads or writes.
+fn buffered<T: AsyncRead + AsyncWrite>(io: T) -> BufStream<T> {
+    const BUFFER: usize = 4096;
+    BufStream::with_capacity(BUFFER, BUFFER, io)
 }
 
 /// `<starttls/>`, then TLS whatever certificate the server shows. The handshake signatures are

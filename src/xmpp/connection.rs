@@ -44,8 +44,10 @@ pub enum SendError {
 }
 
 #[derive(Debug)]
+/// Boxed payloads keep the channels small: a tokio channel allocates its slots in blocks of 32, and
+/// inline actions and events made those blocks about 6 KB each, per call.
 enum Command {
-    Session(Action),
+    Session(Box<Action>),
     Close(oneshot::Sender<()>),
 }
 
@@ -80,7 +82,7 @@ enum Action {
 
 #[derive(Debug)]
 enum Event {
-    Inbound(Inbound),
+    Inbound(Box<Inbound>),
     Ended(Disconnected),
 }
 
@@ -150,7 +152,7 @@ impl Connection {
 
     fn command(&self, action: Action) -> Result<(), SendError> {
         self.commands
-            .send(Command::Session(action))
+            .send(Command::Session(Box::new(action)))
             .map_err(|_| SendError::Closed)
     }
 
@@ -256,7 +258,7 @@ impl Connection {
             return Err(reason.clone());
         }
         let reason = match self.events.recv().await {
-            Some(Event::Inbound(event)) => return Ok(event),
+            Some(Event::Inbound(event)) => return Ok(*event),
             Some(Event::Ended(reason)) => reason,
             None => Disconnected::Io("the connection task stopped".into()),
         };
@@ -333,7 +335,7 @@ impl Driver {
                         self.close().await;
                         break Disconnected::Closed;
                     }
-                    Some(Command::Session(action)) => self.apply(action),
+                    Some(Command::Session(action)) => self.apply(*action),
                 },
             }
         };
@@ -435,7 +437,7 @@ impl Driver {
             match output {
                 Output::Deliver(event) => {
                     // The owner may be gone; the stream still ends cleanly through its commands.
-                    let _ = self.events.send(Event::Inbound(event));
+                    let _ = self.events.send(Event::Inbound(Box::new(event)));
                 }
                 Output::Send(stanza) => stanzas.push(stanza),
             }
