@@ -558,6 +558,29 @@ mod tests {
         out
     }
 
+    /// Phone-leg datagrams sent by a timeout at `now`.
+    fn phone_sends_at(b: &mut MediaBridge, now: Instant) -> usize {
+        b.handle_timeout(now);
+        std::iter::from_fn(|| b.poll_transmit())
+            .filter(|t| t.leg == Leg::Phone)
+            .count()
+    }
+
+    #[test]
+    fn an_aligned_bridge_ticks_on_the_workers_grid_and_not_on_its_own() {
+        let t0 = Instant::now();
+        let mut b = bridge(t0);
+        // Its own first tick would be t0 + 20 ms; the worker's grid is 7 ms later.
+        let grid = t0 + FRAME_DURATION + Duration::from_millis(7);
+        b.align_tick(grid);
+        assert!(b.poll_timeout() <= grid);
+        assert_eq!(phone_sends_at(&mut b, t0 + FRAME_DURATION), 0);
+        assert_eq!(phone_sends_at(&mut b, grid - Duration::from_millis(1)), 0);
+        assert_eq!(phone_sends_at(&mut b, grid), 1, "one frame on the grid");
+        assert_eq!(phone_sends_at(&mut b, grid + Duration::from_millis(19)), 0);
+        assert_eq!(phone_sends_at(&mut b, grid + FRAME_DURATION), 1);
+    }
+
     #[test]
     fn a_phone_connected_later_gets_nothing_before_and_every_frame_after() {
         let mut now = Instant::now();
