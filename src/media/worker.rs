@@ -327,6 +327,9 @@ impl WorkerLoop {
                     if !slot.receive(now, leg, buf) {
                         unread.push((i, leg));
                     }
+                    // Answers (STUN, DTLS flights) and events go out in this round, not at the
+                    // next tick, and the bridge's deadline may have moved.
+                    slot.dirty = true;
                 });
             }
             self.ready = ready;
