@@ -463,13 +463,11 @@ impl WorkerLoop {
             self.load.fetch_sub(1, Ordering::Relaxed);
             return;
         }
-        let mut bridge = call.bridge;
-        if !self.ids.is_empty() {
-            bridge.align_tick(self.next_tick);
-        } else {
+        if self.ids.is_empty() {
             self.next_tick = now + FRAME_DURATION;
-            bridge.align_tick(self.next_tick);
         }
+        let mut bridge = call.bridge;
+        bridge.align_tick(self.next_tick);
         self.slots[i] = Some(Box::new(Slot {
             id,
             bridge,

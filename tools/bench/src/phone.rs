@@ -460,6 +460,17 @@ impl Ticker {
     }
 }
 
+/// Writes the RTP header of PCMU frame number `frame` (20 ms each, timestamps from 0) into the
+/// first 12 bytes of `packet`.
+pub fn pcmu_header(packet: &mut [u8], seq: u16, frame: usize, ssrc: u32) {
+    packet[0] = 0x80;
+    packet[1] = 0; // PCMU
+    packet[2..4].copy_from_slice(&seq.to_be_bytes());
+    let ts = (frame as u32).wrapping_mul(FRAME as u32);
+    packet[4..8].copy_from_slice(&ts.to_be_bytes());
+    packet[8..12].copy_from_slice(&ssrc.to_be_bytes());
+}
+
 async fn tick(calls: Arc<Mutex<Vec<Stream>>>) {
     let mut timer = tokio::time::interval(Duration::from_millis(20));
     timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
@@ -478,12 +489,7 @@ async fn tick(calls: Arc<Mutex<Vec<Stream>>>) {
             calls
                 .iter_mut()
                 .map(|s| {
-                    packet[0] = 0x80;
-                    packet[1] = 0; // PCMU
-                    packet[2..4].copy_from_slice(&s.seq.to_be_bytes());
-                    let ts = (s.frame as u32).wrapping_mul(FRAME as u32);
-                    packet[4..8].copy_from_slice(&ts.to_be_bytes());
-                    packet[8..12].copy_from_slice(&s.ssrc.to_be_bytes());
+                    pcmu_header(&mut packet, s.seq, s.frame, s.ssrc);
                     let at = (s.frame % FRAMES_PER_SECOND) * FRAME;
                     let tone = &s.tone[at..at + FRAME];
                     let clicked = s.click.take().map(|(click, reply)| {

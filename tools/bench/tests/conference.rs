@@ -2,6 +2,8 @@
 //! from this checkout, and concurrent SIPp callers into different rooms. Needs the lab (run it
 //! in `tests/lab/in-netns.sh`) and `cargo build --bin jitsi-sip-gateway` first.
 
+mod support;
+
 // loadgen is a binary crate: its conference module is compiled into this test by path.
 #[path = "../src/conference/mod.rs"]
 mod conference;
@@ -9,7 +11,7 @@ mod conference;
 #[path = "../src/procstat.rs"]
 mod procstat;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context, Result};
@@ -32,27 +34,6 @@ fn calls() -> usize {
         .ok()
         .and_then(|n| n.parse().ok())
         .unwrap_or(4)
-}
-
-/// The gateway binary next to this test's own (same target folder and profile), or
-/// `GATEWAY_BIN`.
-fn gateway_bin() -> Result<PathBuf> {
-    if let Some(p) = std::env::var_os("GATEWAY_BIN") {
-        return Ok(p.into());
-    }
-    let exe = std::env::current_exe()?;
-    // target/<profile>/deps/conference-<hash> → target/<profile>/jitsi-sip-gateway
-    let bin = exe
-        .parent()
-        .and_then(Path::parent)
-        .context("no target folder")?
-        .join("jitsi-sip-gateway");
-    ensure!(
-        bin.exists(),
-        "{} is missing: run `cargo build --bin jitsi-sip-gateway` first (or set GATEWAY_BIN)",
-        bin.display()
-    );
-    Ok(bin)
 }
 
 /// A SIPp caller in `dir/call-<i>` (its own pcap and logs) into `room`, playing 440 Hz.
@@ -97,7 +78,7 @@ fn concurrent_calls_each_get_a_connected_session_that_hears_the_caller() -> Resu
             .env("JIGASI_PORT_MIN", "30000")
             .env("JIGASI_PORT_MAX", &(30_000 + 4 * calls_n).to_string());
     }
-    let mut gateway = Gateway::start(&gateway_bin()?, &dir, &prosody, &gw_opts)?;
+    let mut gateway = Gateway::start(&support::gateway_bin()?, &dir, &prosody, &gw_opts)?;
     // The brewery the focus created lets a gateway that can dial out be healthy too.
     gateway.wait_health(200, Duration::from_secs(15))?;
 

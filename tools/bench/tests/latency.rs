@@ -2,6 +2,8 @@
 //! gateway binary built from this checkout, and one phone call measured by clicks each way. Needs
 //! the lab (run it in `tests/lab/in-netns.sh`) and `cargo build --bin jitsi-sip-gateway` first.
 
+mod support;
+
 // loadgen is a binary crate: the modules the measurement uses are compiled into this test by
 // path (each is an API of which this test uses a part).
 #[path = "../src/conference/mod.rs"]
@@ -16,11 +18,10 @@ mod phone;
 #[path = "../src/procstat.rs"]
 mod procstat;
 
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{ensure, Context, Result};
+use anyhow::{ensure, Result};
 use conference::{Conference, ConferenceOptions, SpeakerSignal};
 use gateway_lab::gateway::{Gateway, GatewayOptions};
 use gateway_lab::paths;
@@ -28,27 +29,6 @@ use gateway_lab::prosody::Prosody;
 
 const CLICKS: usize = 5;
 const SPEAKERS: usize = 3;
-
-/// The gateway binary next to this test's own (same target folder and profile), or
-/// `GATEWAY_BIN`.
-fn gateway_bin() -> Result<PathBuf> {
-    if let Some(p) = std::env::var_os("GATEWAY_BIN") {
-        return Ok(p.into());
-    }
-    let exe = std::env::current_exe()?;
-    // target/<profile>/deps/latency-<hash> → target/<profile>/jitsi-sip-gateway
-    let bin = exe
-        .parent()
-        .and_then(Path::parent)
-        .context("no target folder")?
-        .join("jitsi-sip-gateway");
-    ensure!(
-        bin.exists(),
-        "{} is missing: run `cargo build --bin jitsi-sip-gateway` first (or set GATEWAY_BIN)",
-        bin.display()
-    );
-    Ok(bin)
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_click_crosses_the_gateway_each_way_in_plausible_time() -> Result<()> {
@@ -60,7 +40,12 @@ async fn every_click_crosses_the_gateway_each_way_in_plausible_time() -> Result<
     };
     let conference = tokio::task::spawn_blocking(move || Conference::start(opts)).await??;
     let conference = Arc::new(conference);
-    let mut gateway = Gateway::start(&gateway_bin()?, &dir, &prosody, &GatewayOptions::default())?;
+    let mut gateway = Gateway::start(
+        &support::gateway_bin()?,
+        &dir,
+        &prosody,
+        &GatewayOptions::default(),
+    )?;
     gateway.wait_health(200, Duration::from_secs(15))?;
     let sip = format!("127.0.0.1:{}", gateway.sip_port).parse()?;
 

@@ -28,7 +28,7 @@ use gateway_lab::paths;
 use gateway_lab::proc::Supervised;
 use tokio::net::UdpSocket;
 
-use crate::phone::{goertzel_dbfs, ulaw_decode, ulaw_encode, FRAME};
+use crate::phone::{goertzel_dbfs, pcmu_header, ulaw_decode, ulaw_encode, FRAME};
 use crate::procstat;
 use ng::{dict, Value};
 
@@ -546,12 +546,7 @@ async fn tick(streams: Arc<Mutex<Vec<PhoneTx>>>, tone: Arc<Vec<u8>>, sent: Arc<A
                 .iter_mut()
                 .map(|s| {
                     let mut packet = [0u8; 12 + FRAME];
-                    packet[0] = 0x80;
-                    packet[1] = 0; // PCMU
-                    packet[2..4].copy_from_slice(&s.seq.to_be_bytes());
-                    let ts = (s.frame as u32).wrapping_mul(FRAME as u32);
-                    packet[4..8].copy_from_slice(&ts.to_be_bytes());
-                    packet[8..12].copy_from_slice(&s.ssrc.to_be_bytes());
+                    pcmu_header(&mut packet, s.seq, s.frame, s.ssrc);
                     let at = (s.frame % 50) * FRAME;
                     packet[12..].copy_from_slice(&tone[at..at + FRAME]);
                     s.seq = s.seq.wrapping_add(1);
